@@ -1,0 +1,3 @@
+from eradiff.cli import main
+
+main()

@@ -1,0 +1,22 @@
+"""Typer application object; sub-commands register themselves here."""
+
+import typer
+
+import eradiff
+
+app = typer.Typer(
+    name="eradiff",
+    help="Erase objects from images with a diffusion model (EraDiff: CRO + SRA).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(eradiff.__version__)
+        raise typer.Exit(0)
