@@ -1,0 +1,382 @@
+"""Erasure model families: what the sampler and the trainer need from a model.
+
+An :class:`ErasureModel` maps images to the space the UNet denoises (``encode``/``decode``),
+the image mask to that space's grid (``latent_mask``), and builds the conditioning channels
+(mask + masked image) that are concatenated after the noisy sample. Its UNet is called through a
+*backend* — a callable ``(sample, t, sra_mask, sra, encoder_hidden_states) -> output`` — so the same
+sampler runs on eager torch, ONNX Runtime or TensorRT.
+
+Two families:
+
+* :class:`LatentInpaintModel` — Stable-Diffusion-2-inpainting class: ``UNet2DConditionModel``
+  with 9 input channels (4 noisy latents + 1 mask + 4 masked-image latents), ``AutoencoderKL``,
+  CLIP text encoder (the prompt embedding is computed once per prompt and cached).
+* :class:`PixelInpaintModel` — the small built-in family: ``UNet2DModel`` on the exactly
+  invertible pixel-unshuffled image (factor f: (3, H, W) → (3f², H/f, W/f)), with the mask and a
+  hole-filled copy of the image (OpenCV Telea, or zeros) as conditioning. No VAE, so nothing
+  outside the mask is ever approximated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import eradiff.core as core
+from eradiff.models.sra import SRAState, install_sra
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The noise schedule and sampler conventions a model was trained with (diffusers names)."""
+
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    num_train_timesteps: int = 1000
+    prediction_type: str = "epsilon"
+    timestep_spacing: str = "leading"
+    steps_offset: int = 1
+    set_alpha_to_one: bool = False
+
+    def alpha_bar(self) -> Tensor:
+        """ᾱ of shape (T,), float64."""
+        kw = (
+            {}
+            if self.beta_schedule == "squaredcos_cap_v2"
+            else dict(beta_start=self.beta_start, beta_end=self.beta_end)
+        )
+        beta = core.betas(self.beta_schedule, num_train_timesteps=self.num_train_timesteps, **kw)
+        return core.alpha_bars(beta)
+
+    def final_alpha_bar(self) -> float:
+        """ᾱ used after the last DDIM step (1, or ᾱ_0 when ``set_alpha_to_one`` is False)."""
+        return 1.0 if self.set_alpha_to_one else float(self.alpha_bar()[0])
+
+    @classmethod
+    def from_diffusers(cls, config: dict[str, Any]) -> ScheduleConfig:
+        names = cls.__dataclass_fields__
+        return cls(**{k: config[k] for k in names if k in config})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class UNetBackend(Protocol):
+    """Anything that evaluates the denoiser: eager torch, ONNX Runtime, TensorRT."""
+
+    def __call__(
+        self,
+        sample: Tensor,
+        timestep: Tensor,
+        sra_mask: Tensor | None,
+        *,
+        sra: bool,
+        encoder_hidden_states: Tensor | None,
+    ) -> Tensor: ...
+
+
+class TorchUNetBackend:
+    """Eager diffusers UNet with SRA installed on its self-attention layers."""
+
+    name = "torch"
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        self.unet = unet
+        self.state: SRAState = install_sra(unet)
+
+    def __call__(
+        self,
+        sample: Tensor,
+        timestep: Tensor,
+        sra_mask: Tensor | None,
+        *,
+        sra: bool,
+        encoder_hidden_states: Tensor | None,
+    ) -> Tensor:
+        kwargs = {} if encoder_hidden_states is None else {"encoder_hidden_states": encoder_hidden_states}
+        with self.state.use(sra_mask if sra else None, enabled=sra):
+            return self.unet(sample, timestep, **kwargs, return_dict=False)[0]
+
+
+@dataclass
+class Conditioning:
+    """Per-image conditioning, built once per erase call.
+
+    Attributes:
+        channels: mask and masked-image channels at the latent grid, (b, C_c, h, w).
+        mask: the latent-grid mask (b, h, w) bool (any-pixel rule; SRA and re-imposition use it).
+        prompt_embeds: text embeddings, (b, L, D) or (2b, L, D) with guidance; None for pixel models.
+        guidance_scale: classifier-free guidance weight (1 = off).
+    """
+
+    channels: Tensor
+    mask: Tensor
+    prompt_embeds: Tensor | None = None
+    guidance_scale: float = 1.0
+
+
+class ErasureModel:
+    """Base class: see the module docstring. Subclasses set the attributes below."""
+
+    family: str
+    name: str
+    native_size: int  # pixels; windows are resized so their longer side equals this
+    size_multiple: int  # pixels; image sides must be multiples of this (the pipeline pads)
+    schedule: ScheduleConfig
+    backend: UNetBackend
+    device: torch.device
+    dtype: torch.dtype
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Images (b, 3, H, W) in [−1, 1] → the denoised space (b, C, h, w)."""
+        raise NotImplementedError
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Inverse of :meth:`encode` → images (b, 3, H, W) in [−1, 1] (not clamped)."""
+        raise NotImplementedError
+
+    def latent_mask(self, M: Tensor) -> Tensor:
+        """Image mask (b, H, W) bool → mask at the latent grid (b, h, w) bool, any-pixel rule."""
+        raise NotImplementedError
+
+    def condition(self, x: Tensor, M: Tensor, *, prompt: str = "", guidance_scale: float = 1.0) -> Conditioning:
+        """Build the conditioning for images x (b, 3, H, W) in [−1, 1] with masks M (b, H, W)."""
+        raise NotImplementedError
+
+    def model_output(self, z_t: Tensor, t: Tensor, cond: Conditioning, *, sra: bool = True) -> Tensor:
+        """ε_θ or v_θ at (z_t, t) with the conditioning concatenated; classifier-free guidance if set."""
+        sample = torch.cat([z_t, cond.channels.to(z_t.dtype)], dim=1)
+        if cond.prompt_embeds is not None and cond.guidance_scale != 1.0:
+            sample = torch.cat([sample, sample])
+            t2 = torch.cat([t, t])
+            mask = torch.cat([cond.mask, cond.mask])
+            out = self.backend(sample, t2, mask, sra=sra, encoder_hidden_states=cond.prompt_embeds)
+            uncond, text = out.chunk(2)
+            return uncond + cond.guidance_scale * (text - uncond)
+        return self.backend(sample, t, cond.mask, sra=sra, encoder_hidden_states=cond.prompt_embeds)
+
+    def config_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# Pixel-space family (the built-in default model)
+# --------------------------------------------------------------------------------------------
+
+FillKind = Literal["telea", "zeros"]
+
+
+def telea_fill(x: Tensor, M: Tensor, *, radius: int = 5) -> Tensor:
+    """Fill the masked pixels of images in [−1, 1] with OpenCV's Telea inpainting (outside unchanged).
+
+    Args:
+        x: images (b, 3, H, W) in [−1, 1].
+        M: masks (b, H, W) bool, True = hole.
+        radius: Telea neighbourhood radius in pixels.
+    """
+    import cv2
+
+    out = x.clone()
+    for i in range(x.shape[0]):
+        m = M[i].cpu().numpy()
+        if not m.any():
+            continue
+        img = ((x[i].detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        filled = cv2.inpaint(np.ascontiguousarray(img), m.astype(np.uint8) * 255, radius, cv2.INPAINT_TELEA)
+        f = torch.from_numpy(filled).permute(2, 0, 1).to(x.device, x.dtype) / 127.5 - 1
+        out[i] = torch.where(M[i][None].to(x.device), f, x[i])
+    return out
+
+
+@dataclass(frozen=True)
+class PixelModelConfig:
+    """Everything needed to rebuild a :class:`PixelInpaintModel` (stored with the weights)."""
+
+    unet: dict[str, Any]
+    schedule: dict[str, Any] = field(default_factory=lambda: ScheduleConfig(
+        beta_schedule="scaled_linear", prediction_type="v_prediction", timestep_spacing="trailing", steps_offset=0,
+        set_alpha_to_one=True).to_dict())  # fmt: skip
+    factor: int = 4
+    fill: str = "telea"
+    native_size: int = 256
+    name: str = "eradiff-pixel"
+    family: str = "pixel"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PixelModelConfig:
+        data = json.loads(text)
+        if data.get("family") != "pixel":
+            raise ValueError(f"not a pixel-family config (family={data.get('family')!r})")
+        return cls(**data)
+
+
+def default_pixel_unet_config(factor: int = 4) -> dict[str, Any]:
+    """The UNet2DModel configuration of the built-in default model's family."""
+    c = 3 * factor * factor
+    return dict(
+        sample_size=64,
+        in_channels=c + factor * factor + c,
+        out_channels=c,
+        block_out_channels=(64, 128, 192, 256),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        attention_head_dim=32,
+        norm_num_groups=32,
+        add_attention=True,
+    )
+
+
+class PixelInpaintModel(ErasureModel):
+    """UNet2DModel on pixel-unshuffled images; see the module docstring."""
+
+    family = "pixel"
+
+    def __init__(self, config: PixelModelConfig, unet: torch.nn.Module | None = None) -> None:
+        from diffusers import UNet2DModel
+
+        self.config = config
+        self.name = config.name
+        self.factor = config.factor
+        self.fill: FillKind = config.fill  # type: ignore[assignment]
+        if self.fill not in ("telea", "zeros"):
+            raise ValueError(f"fill={self.fill!r} is not valid; choose one of 'telea', 'zeros'")
+        self.schedule = ScheduleConfig(**config.schedule)
+        self.unet = unet if unet is not None else UNet2DModel(**config.unet)
+        levels = len(self.unet.config.block_out_channels)
+        self.native_size = config.native_size
+        self.size_multiple = self.factor * 2 ** (levels - 1)
+        self.backend = TorchUNetBackend(self.unet)
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> PixelInpaintModel:
+        self.device = torch.device(device)
+        self.dtype = dtype or self.dtype
+        self.unet.to(self.device, self.dtype)
+        return self
+
+    def encode(self, x: Tensor) -> Tensor:
+        return F.pixel_unshuffle(x, self.factor)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return F.pixel_shuffle(z, self.factor)
+
+    def latent_mask(self, M: Tensor) -> Tensor:
+        return core.downsample_mask(M, factor=self.factor)
+
+    def condition(self, x: Tensor, M: Tensor, *, prompt: str = "", guidance_scale: float = 1.0) -> Conditioning:
+        if prompt:
+            raise ValueError("the pixel family has no text encoder; prompt must be empty")
+        hole = M[:, None]
+        filled = telea_fill(x, M) if self.fill == "telea" else x.masked_fill(hole, 0.0)
+        mask_ch = F.pixel_unshuffle(hole.to(x.dtype), self.factor)
+        channels = torch.cat([mask_ch, self.encode(filled)], dim=1)
+        return Conditioning(channels=channels, mask=self.latent_mask(M))
+
+    def config_dict(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        cfg["unet"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(self.unet.config).items()
+                       if not k.startswith("_")}  # fmt: skip
+        return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Latent family (Stable Diffusion 2 inpainting class)
+# --------------------------------------------------------------------------------------------
+
+
+class LatentInpaintModel(ErasureModel):
+    """SD2-inpainting-class model: 9-channel UNet2DConditionModel + AutoencoderKL + CLIP text."""
+
+    family = "latent"
+
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        vae: torch.nn.Module,
+        schedule: ScheduleConfig,
+        *,
+        tokenizer: Any = None,
+        text_encoder: Any = None,
+        prompt_embeds: dict[str, Tensor] | None = None,
+        name: str = "sd-inpaint",
+        source: str = "",
+    ) -> None:
+        if unet.config.in_channels != 9:
+            raise ValueError(f"an inpainting UNet needs 9 input channels, this one has {unet.config.in_channels}")
+        self.unet, self.vae = unet, vae
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.schedule = schedule
+        self.name, self.source = name, source
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.size_multiple = self.vae_scale
+        self.native_size = int(unet.config.sample_size) * self.vae_scale
+        self._prompt_cache: dict[str, Tensor] = dict(prompt_embeds or {})
+        self.backend = TorchUNetBackend(unet)
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        if "" not in self._prompt_cache:
+            self._prompt_cache[""] = self.encode_prompt("")
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> LatentInpaintModel:
+        self.device = torch.device(device)
+        self.dtype = dtype or self.dtype
+        self.unet.to(self.device, self.dtype)
+        self.vae.to(self.device, self.dtype)
+        self._prompt_cache = {k: v.to(self.device, self.dtype) for k, v in self._prompt_cache.items()}
+        return self
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> Tensor:
+        """The text embedding of ``prompt`` (1, L, D), computed once and cached."""
+        if prompt in self._prompt_cache:
+            return self._prompt_cache[prompt]
+        if self.tokenizer is None or self.text_encoder is None:
+            raise ValueError(f"prompt {prompt!r} needs a text encoder, and this model was loaded without one")
+        ids = self.tokenizer(
+            prompt, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
+        ).input_ids  # fmt: skip
+        emb = self.text_encoder(ids.to(self.text_encoder.device))[0]
+        self._prompt_cache[prompt] = emb.to(self.device, self.dtype)
+        return self._prompt_cache[prompt]
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode() * self.scaling_factor
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.vae.decode(z / self.scaling_factor, return_dict=False)[0]
+
+    def latent_mask(self, M: Tensor) -> Tensor:
+        return core.downsample_mask(M, factor=self.vae_scale)
+
+    def condition(self, x: Tensor, M: Tensor, *, prompt: str = "", guidance_scale: float = 1.0) -> Conditioning:
+        b, _, H, W = x.shape
+        h, w = -(-H // self.vae_scale), -(-W // self.vae_scale)
+        hole = M[:, None].to(x.dtype)
+        mask_ch = F.interpolate(hole, size=(h, w))  # as diffusers' inpainting pipeline (nearest)
+        masked = self.encode(x * (1 - hole))
+        emb = self.encode_prompt(prompt).expand(b, -1, -1)
+        if guidance_scale != 1.0:
+            emb = torch.cat([self.encode_prompt("").expand(b, -1, -1), emb])
+        return Conditioning(
+            channels=torch.cat([mask_ch.to(masked.dtype), masked], dim=1),
+            mask=self.latent_mask(M),
+            prompt_embeds=emb,
+            guidance_scale=guidance_scale,
+        )
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"family": "latent", "name": self.name, "base_model": self.source, "schedule": self.schedule.to_dict()}
