@@ -1,0 +1,810 @@
+"""Real training photos that can be fetched offline: Debian wallpaper packages and Tux Paint stamps.
+
+Backgrounds come from an explicit list of photographs (renders, abstract art and cartoons are left
+out by name); objects are the photographic RGBA stamps of ``tuxpaint-stamps-default``, chosen by a
+rule (directory names, sibling files, colour statistics, a short list of drawings found by eye)
+whose verdict for every stamp is written to the manifest. Nothing else enters training.
+
+Steps of :func:`fetch_debian_dataset`:
+
+1. ``apt-get download PKG=VERSION`` for the versions pinned in ``debian_sha256.json`` (running
+   ``apt-get update`` once if apt does not know the package), then the sha256 of each ``.deb`` is
+   checked against that file.
+2. ``dpkg -x`` into a temporary folder inside the cache.
+3. The listed backgrounds are trimmed of black letterbox bars, resized so the longer side is at
+   most ``max_side`` (INTER_AREA) and written as JPEG (quality 95, 4:4:4); a photo that needs
+   neither keeps its original bytes.
+4. Every stamp is classified; kept ones are cropped to their alpha bounding box and written as
+   RGBA PNG.
+5. Backgrounds and objects are split into train / validation by photo with a seeded permutation,
+   stratified by package (backgrounds) or top-level stamp category (objects). Photos reserved for
+   ``examples/`` are forced into validation and flagged ``held_out``.
+6. ``manifest.json`` records every kept file (source package, source path, sizes, sha256, licence
+   and copyright holder from the package's DEP-5 ``copyright`` file), every skipped stamp with its
+   reason, the splits and the held-out photos.
+
+A second call with the same options finds ``manifest.json`` and returns at once.
+
+Layout of ``cache_dir``::
+
+    debs/                     the downloaded .deb files (kept for re-verification)
+    backgrounds/<pkg>/...     prepared backgrounds (JPEG or original bytes)
+    objects/<category>/...    prepared RGBA stamps (PNG)
+    licences/<pkg>/copyright  copies of the packages' copyright files
+    manifest.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = 1
+CHECKSUM_FILE = Path(__file__).with_name("debian_sha256.json")
+
+BACKGROUND_PACKAGES = ("mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-20.04", "tuxpaint-data")
+OBJECT_PACKAGE = "tuxpaint-stamps-default"
+PACKAGES = (*BACKGROUND_PACKAGES, OBJECT_PACKAGE)
+
+_PLASMA = "usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
+_TUX_TEMPLATES = "usr/share/tuxpaint/templates/{}.jpg"
+
+#: Photographs used as backgrounds, by package, as paths inside the package. Chosen by looking at
+#: every image. Left out: mate-backgrounds ``abstract/`` and ``desktop/`` (art, gradients);
+#: Plasma's Altai, Autumn (painting), Canopee, Cascade, Cluster, Elarun, Flow, FlyingKonqui
+#: (cartoon), Honeywave, IceCold, Kay, Kokkini, MilkyWay, Opal, PastelHills, Patak, SafeLanding
+#: (illustration), Shell and Volna (all renders); lomiri's Fossa, Infinite-Sea and Painting-Colors
+#: (art). Every ``tuxpaint-data`` template is a photograph.
+BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
+    "mate-backgrounds": tuple(
+        f"usr/share/backgrounds/mate/nature/{n}.jpg"
+        for n in """Aqua Blinds Dune FreshFlower Garden GreenMeadow LadyBird RainDrops Storm TwoWings Wood
+        YellowFlower""".split()
+    ),
+    "plasma-workspace-wallpapers": tuple(
+        _PLASMA.format(n)
+        for n in """BytheWater ColdRipple ColorfulCups DarkestHour EveningGlow FallenLeaf Grey Kite
+        OneStandsOut Path summer_1am""".split()
+    ),
+    "lomiri-wallpapers-20.04": ("usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",),
+    "tuxpaint-data": tuple(
+        _TUX_TEMPLATES.format(n)
+        for n in """burnt_bark cliff corn_maze jellyfish lighthouse mossy_bark mossy_log mudstone ocean_splash
+        ocean_waves redwoods_above rocks sheep spiders_web sun_behind_clouds sun_behind_leaves trees_above
+        trees_at_dusk wool_mill_machine""".split()
+    ),
+}
+
+#: Background photos that must never be trained on, with the reason (they are forced into the
+#: validation split and flagged ``held_out`` in the manifest).
+HELD_OUT: dict[str, str] = {
+    "mate-backgrounds/LadyBird": "example photo for examples/photo.jpg (erase the ladybird)",
+}
+
+STAMP_ROOT = "usr/share/tuxpaint/stamps"
+#: Directory names whose stamps are not photographs of objects.
+STAMP_SKIP_DIRS: dict[str, str] = {
+    "symbols": "symbols directory (alphabets, shapes, maths, money, chess, music, faces)",
+    "cartoon": "cartoon directory (clip-art)",
+    "roadsigns": "road signs (flat graphics)",
+    "flags": "flags (flat graphics)",
+}
+#: Stamps that pass the statistics below but are drawings or renders (checked by eye).
+STAMP_MANUAL_SKIP: dict[str, str] = {
+    "seasonal/easter/butterfly.png": "drawing (textured clip-art), by inspection",
+    "seasonal/easter/bunny.png": "drawing (textured clip-art), by inspection",
+    "seasonal/easter/bluebird.png": "drawing, by inspection",
+    "seasonal/easter/chick.png": "drawing, by inspection",
+    "seasonal/easter/chick-hatched.png": "drawing, by inspection",
+    "seasonal/easter/bunny-egg.png": "drawing, by inspection",
+    "seasonal/easter/bunny-head.png": "drawing, by inspection",
+    "seasonal/christmas/Santa.png": "drawing, by inspection",
+    "clothes/button.png": "drawing, by inspection",
+    "people/body_parts/eye.png": "drawing, by inspection",
+    "seasonal/christmas/stocking.png": "drawing, by inspection",
+    "space/planets/6_saturn.png": "rendered illustration, by inspection",
+}
+#: A photographic stamp has at least this many fully opaque pixels ...
+STAMP_MIN_OPAQUE = 1024
+#: ... at most this share of pure black/white interior (line art, white drawings) ...
+STAMP_MAX_CLIPPED = 0.5
+#: ... and at most this share of its other interior pixels in flat 3×3 patches (max-min ≤ 2 in
+#: every channel). Photos score 0-0.3, flat clip-art 0.3-1.
+STAMP_MAX_FLAT = 0.30
+
+JPEG_QUALITY = 95
+
+
+class DebianFetchError(RuntimeError):
+    """The data could not be fetched or verified; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class _Pinned:
+    version: str
+    filename: str
+    sha256: str
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _run(cmd: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError as e:
+        raise DebianFetchError(f"{cmd[0]} is not available on this machine (a Debian/Ubuntu host is needed)") from e
+
+
+def _last_line(res: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in (res.stderr + "\n" + res.stdout).splitlines() if ln.strip() and not ln.startswith("W:")]
+    return lines[-1] if lines else f"exit status {res.returncode}"
+
+
+def _load_pins() -> dict[str, _Pinned]:
+    if not CHECKSUM_FILE.exists():
+        return {}
+    raw = json.loads(CHECKSUM_FILE.read_text())
+    return {pkg: _Pinned(**v) for pkg, v in raw["packages"].items()}
+
+
+def _save_pins(pins: dict[str, _Pinned]) -> None:
+    body = {
+        "comment": "sha256 of the Debian packages eradiff.train.datasets.debian downloads; "
+        "rewrite with --record-checksums only after reviewing a new version",
+        "packages": {pkg: vars(p) for pkg, p in sorted(pins.items())},
+    }
+    CHECKSUM_FILE.write_text(json.dumps(body, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- step 1: download
+
+
+class _Apt:
+    """apt-get download with one lazy ``apt-get update``."""
+
+    def __init__(self, debs: Path) -> None:
+        self.debs = debs
+        self.updated = False
+
+    def update(self) -> None:
+        if self.updated:
+            return
+        log.info("apt-get update")
+        res = _run(["apt-get", "update"])
+        if res.returncode != 0:
+            who = "" if os.geteuid() == 0 else " (it needs root: run once as root, or `sudo apt-get update`)"
+            raise DebianFetchError(f"apt-get update failed{who}: {_last_line(res)}")
+        self.updated = True
+
+    def candidate(self, pkg: str) -> str | None:
+        res = _run(["apt-cache", "policy", pkg])
+        m = re.search(r"Candidate:\s*(\S+)", res.stdout)
+        return None if m is None or m.group(1) == "(none)" else m.group(1)
+
+    def download(self, pkg: str, pin: _Pinned | None) -> Path:
+        version = None if pin is None else pin.version
+        spec = pkg if version is None else f"{pkg}={version}"
+        before = set(self.debs.glob(f"{pkg}_*.deb"))
+        res = _run(["apt-get", "download", spec], cwd=self.debs)
+        if res.returncode != 0 and not self.updated:
+            self.update()
+            res = _run(["apt-get", "download", spec], cwd=self.debs)
+        if res.returncode != 0:
+            cand = self.candidate(pkg)
+            if version is not None and cand is not None and cand != version:
+                raise DebianFetchError(
+                    f"Debian version changed for {pkg}: pinned {version} in {CHECKSUM_FILE.name}, the archive "
+                    f"now offers {cand}. Review the new package, then re-run with --record-checksums."
+                )
+            raise DebianFetchError(f"apt-get download {spec} failed: {_last_line(res)}")
+        new = sorted(set(self.debs.glob(f"{pkg}_*.deb")) - before)
+        if pin is not None:
+            if not (self.debs / pin.filename).exists():
+                raise DebianFetchError(f"apt-get download {spec} did not produce {pin.filename}")
+            return self.debs / pin.filename
+        if len(new) != 1:
+            found = [p.name for p in self.debs.glob(f"{pkg}_*.deb")]
+            raise DebianFetchError(f"cannot tell which .deb apt-get downloaded for {pkg}: {found}")
+        return new[0]
+
+
+def _deb_version(deb: Path) -> str:
+    res = _run(["dpkg-deb", "-f", str(deb), "Version"])
+    if res.returncode != 0:
+        raise DebianFetchError(f"dpkg-deb cannot read {deb}: {_last_line(res)}")
+    return res.stdout.strip()
+
+
+def _fetch_debs(debs: Path, *, record_checksums: bool) -> dict[str, tuple[Path, _Pinned]]:
+    """Step 1: download (if absent) and verify every package; returns pkg -> (deb path, pin)."""
+    pins = _load_pins()
+    if not pins and not record_checksums:
+        raise DebianFetchError(f"{CHECKSUM_FILE} is missing: run once with --record-checksums")
+    apt = _Apt(debs)
+    out: dict[str, tuple[Path, _Pinned]] = {}
+    for pkg in PACKAGES:
+        pin = pins.get(pkg)
+        if record_checksums:
+            deb = apt.download(pkg, None)
+            version = _deb_version(deb)
+            new_pin = _Pinned(version=version, filename=deb.name, sha256=_sha256_file(deb))
+            if pin is not None and pin != new_pin:
+                log.warning("%s: replacing pinned %s (%s) by %s", pkg, pin.version, pin.sha256[:12], version)
+            out[pkg] = (deb, new_pin)
+            continue
+        if pin is None:
+            raise DebianFetchError(f"{pkg} has no entry in {CHECKSUM_FILE.name}: run with --record-checksums")
+        deb = debs / pin.filename
+        if not deb.exists():
+            log.info("downloading %s %s", pkg, pin.version)
+            deb = apt.download(pkg, pin)
+        digest = _sha256_file(deb)
+        if digest != pin.sha256:
+            try:
+                version = _deb_version(deb)
+            except DebianFetchError:
+                version = None
+            if version is None:
+                what = "the file is not a readable .deb"
+            elif version != pin.version:
+                what = f"Debian version changed ({pin.version} pinned, {version} downloaded)"
+            else:
+                what = f"same version {version}, different bytes"
+            raise DebianFetchError(
+                f"checksum mismatch for {deb.name}: sha256 {digest}, expected {pin.sha256}; {what}. "
+                "Delete the file to download it again, or review it and re-run with --record-checksums."
+            )
+        out[pkg] = (deb, pin)
+    if record_checksums:
+        _save_pins({pkg: pin for pkg, (_, pin) in out.items()})
+        log.info("recorded checksums in %s", CHECKSUM_FILE)
+    return out
+
+
+# ----------------------------------------------------------------------------- licences (DEP-5)
+
+
+@dataclass(frozen=True)
+class _Licence:
+    short_name: str
+    copyright: str
+
+
+def _parse_dep5(text: str) -> list[tuple[list[str], _Licence]]:
+    """The ``Files:`` stanzas of a machine-readable copyright file, in file order."""
+    stanzas = []
+    for block in re.split(r"\n\s*\n", text):
+        fields: dict[str, list[str]] = {}
+        key = None
+        for line in block.splitlines():
+            if line[:1] in (" ", "\t") and key is not None:
+                fields[key].append(line.strip())
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                fields[key] = [value.strip()]
+        if "files" in fields and "license" in fields:
+            globs = " ".join(fields["files"]).split()
+            lic = _Licence(
+                short_name=fields["license"][0],
+                copyright="; ".join(v for v in fields.get("copyright", []) if v),
+            )
+            stanzas.append((globs, lic))
+    return stanzas
+
+
+def _glob_matches(installed: str, glob: str) -> bool:
+    """DEP-5 globs name source-tree paths; match them against the tail of the installed path,
+    or by file name alone when the glob names one file (lomiri installs ``20.04/X.jpg`` as ``X.jpg``)."""
+    if glob == "*":
+        return True
+    parts = installed.split("/")
+    k = glob.count("/") + 1
+    if len(parts) >= k and fnmatch.fnmatchcase("/".join(parts[-k:]), glob):
+        return True
+    base = glob.rsplit("/", 1)[-1]
+    return not any(c in base for c in "*?[") and base == parts[-1]
+
+
+def _licence_for(stanzas: list[tuple[list[str], _Licence]], installed: str) -> _Licence:
+    found = None
+    for globs, lic in stanzas:  # the last matching stanza wins (DEP-5)
+        if any(_glob_matches(installed, g) for g in globs):
+            found = lic
+    if found is None:
+        raise DebianFetchError(f"no licence stanza in the copyright file matches {installed}")
+    return found
+
+
+# ----------------------------------------------------------------------------- step 3: backgrounds
+
+
+def _trim_letterbox(rgb: np.ndarray, *, level: int = 16) -> tuple[np.ndarray, list[int]]:
+    """Remove uniform black bars (rows/columns whose every pixel ≤ level) from the edges."""
+    dark_rows = (rgb.max(axis=(1, 2)) <= level).tolist()
+    dark_cols = (rgb.max(axis=(0, 2)) <= level).tolist()
+
+    def run(flags: list[bool]) -> int:
+        n = 0
+        while n < len(flags) and flags[n]:
+            n += 1
+        return n
+
+    top, bottom = run(dark_rows), run(dark_rows[::-1])
+    left, right = run(dark_cols), run(dark_cols[::-1])
+    h, w = rgb.shape[:2]
+    if top + bottom >= h // 2 or left + right >= w // 2:  # a dark photo, not bars
+        return rgb, [0, 0, 0, 0]
+    return rgb[top : h - bottom, left : w - right], [left, top, right, bottom]
+
+
+def _prepare_background(src: Path, dst_stem: Path, *, max_side: int) -> dict:
+    data = src.read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        src_size = list(im.size)
+        fmt = im.format
+        rgb = np.asarray(im.convert("RGB"))
+    rgb, trimmed = _trim_letterbox(rgb)
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0 and not any(trimmed) and fmt == "JPEG":
+        dst = dst_stem.with_suffix(".jpg")
+        dst.write_bytes(data)
+        resized = False
+    else:
+        if scale < 1.0:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        dst = dst_stem.with_suffix(".jpg")
+        Image.fromarray(rgb).save(dst, quality=JPEG_QUALITY, subsampling=0, optimize=True)
+        resized = scale < 1.0
+    return {
+        "source_size": src_size,
+        "source_bytes": len(data),
+        "source_sha256": _sha256_bytes(data),
+        "size": [int(rgb.shape[1]), int(rgb.shape[0])],
+        "bytes": dst.stat().st_size,
+        "sha256": _sha256_file(dst),
+        "resized": resized,
+        "letterbox_trimmed_ltrb": trimmed,
+        "_dst": dst,
+    }
+
+
+# ----------------------------------------------------------------------------- step 4: stamps
+
+
+def stamp_statistics(rgba: np.ndarray) -> dict[str, float]:
+    """Colour statistics used to tell photographic stamps from clip-art.
+
+    Args:
+        rgba: (h, w, 4) uint8 stamp.
+
+    Returns:
+        Over the interior opaque pixels (alpha 255, 3×3-eroded): ``opaque_px``, the number of
+        pixels with alpha 255; ``clipped_fraction``, the share that is pure black or white (all
+        channels ≤ 5 or ≥ 250: line art, white drawings); ``flat_fraction``, among the other
+        interior pixels, the share whose 3×3 neighbourhood varies by ≤ 2 in every channel.
+        Flat-shaded drawings score high, photos (sensor noise, texture) near 0.
+    """
+    alpha = rgba[..., 3]
+    opaque = (alpha == 255).astype(np.uint8)
+    inner = cv2.erode(opaque, np.ones((3, 3), np.uint8)).astype(bool)
+    n_inner = int(inner.sum())
+    if n_inner == 0:
+        return {"opaque_px": float(opaque.sum()), "clipped_fraction": 1.0, "flat_fraction": 1.0}
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    k = np.ones((3, 3), np.uint8)
+    spread = (cv2.dilate(rgb, k).astype(np.int16) - cv2.erode(rgb, k).astype(np.int16)).max(axis=-1)
+    clipped = (rgb >= 250).all(axis=-1) | (rgb <= 5).all(axis=-1)
+    tonal = inner & ~clipped
+    flat = (spread <= 2) & tonal
+    return {
+        "opaque_px": float(opaque.sum()),
+        "clipped_fraction": round(float((inner & clipped).sum()) / n_inner, 4),
+        "flat_fraction": round(float(flat.sum()) / max(1, int(tonal.sum())), 4),
+    }
+
+
+def stamp_name_reason(rel: str, *, dat_text: str, has_svg: bool) -> str | None:
+    """Why a stamp is not a photographic object, judged from its name and sibling files alone.
+
+    Args:
+        rel: path below ``usr/share/tuxpaint/stamps``.
+        dat_text: contents of the stamp's ``.dat`` file ('' if none).
+        has_svg: whether a same-named ``.svg`` exists (the PNG is then a rasterised vector drawing).
+
+    Returns:
+        The reason to skip, or None.
+    """
+    for part in rel.split("/")[:-1]:
+        if part in STAMP_SKIP_DIRS:
+            return STAMP_SKIP_DIRS[part]
+    if rel.endswith("_mirror.png"):
+        return f"pre-mirrored copy of {rel.removesuffix('_mirror.png')}.png"
+    if has_svg:
+        return "vector drawing (a same-named .svg exists)"
+    if "colorable" in dat_text:
+        return "colourable silhouette (.dat says 'colorable')"
+    return STAMP_MANUAL_SKIP.get(rel)
+
+
+def classify_stamp(rel: str, rgba: np.ndarray | None, *, dat_text: str, has_svg: bool) -> str | None:
+    """Why a stamp is not a photographic object, or None to keep it.
+
+    The name rules of :func:`stamp_name_reason` first, then the colour statistics of
+    :func:`stamp_statistics`: at least ``STAMP_MIN_OPAQUE`` opaque pixels and at most
+    ``STAMP_MAX_FLAT`` flat interior.
+
+    Args:
+        rel: path below ``usr/share/tuxpaint/stamps``.
+        rgba: the decoded (h, w, 4) uint8 stamp, or None when it could not be read.
+        dat_text: contents of the stamp's ``.dat`` file ('' if none).
+        has_svg: whether a same-named ``.svg`` exists.
+    """
+    reason = stamp_name_reason(rel, dat_text=dat_text, has_svg=has_svg)
+    if reason is not None:
+        return reason
+    if rgba is None:
+        return "unreadable image"
+    stats = stamp_statistics(rgba)
+    if stats["opaque_px"] < STAMP_MIN_OPAQUE:
+        return f"too small: {int(stats['opaque_px'])} opaque px < {STAMP_MIN_OPAQUE}"
+    if stats["clipped_fraction"] > STAMP_MAX_CLIPPED:
+        clipped = stats["clipped_fraction"]
+        return f"mostly pure black/white (line art): clipped_fraction {clipped:.2f} > {STAMP_MAX_CLIPPED}"
+    if stats["flat_fraction"] > STAMP_MAX_FLAT:
+        return f"flat colours (clip-art): flat_fraction {stats['flat_fraction']:.2f} > {STAMP_MAX_FLAT}"
+    return None
+
+
+def _read_rgba(path: Path) -> np.ndarray | None:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGBA"))
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- step 5: splits
+
+
+def _split(ids_by_group: dict[str, list[str]], *, seed: int, val_fraction: float, forced_val: set[str]) -> set[str]:
+    """Validation ids: per group, round(val_fraction·n) photos (forced ones count towards it)."""
+    val: set[str] = set()
+    for g, (group, ids) in enumerate(sorted(ids_by_group.items())):
+        ids = sorted(ids)
+        rng = np.random.default_rng([seed, g, len(ids)])
+        want = round(val_fraction * len(ids))
+        chosen = [i for i in ids if i in forced_val]
+        for j in rng.permutation(len(ids)):
+            if len(chosen) >= want:
+                break
+            if ids[j] not in chosen:
+                chosen.append(ids[j])
+        log.debug("split %s: %d of %d to validation", group, len(chosen), len(ids))
+        val.update(chosen)
+    return val
+
+
+# ----------------------------------------------------------------------------- main entry
+
+
+def _rules_digest() -> str:
+    """Changes to the selection rules invalidate an existing manifest."""
+    rules = [
+        BACKGROUND_FILES,
+        HELD_OUT,
+        STAMP_SKIP_DIRS,
+        STAMP_MANUAL_SKIP,
+        STAMP_MIN_OPAQUE,
+        STAMP_MAX_CLIPPED,
+        STAMP_MAX_FLAT,
+        JPEG_QUALITY,
+    ]
+    return _sha256_bytes(json.dumps(rules, sort_keys=True).encode())[:16]
+
+
+def _manifest_matches(path: Path, params: dict) -> bool:
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return m.get("format") == MANIFEST_FORMAT and m.get("params") == params
+
+
+def fetch_debian_dataset(
+    cache_dir: Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    max_side: int = 1024,
+    record_checksums: bool = False,
+    force: bool = False,
+) -> Path:
+    """Download, verify and prepare the offline photo data set; returns the manifest path.
+
+    Args:
+        cache_dir: where the .deb files, prepared images and ``manifest.json`` live.
+        seed: fixes the train/validation split.
+        val_fraction: share of photos (per package for backgrounds, per top-level category for
+            objects) put in validation, in [0, 1).
+        max_side: backgrounds are resized so their longer side is at most this many pixels.
+        record_checksums: download the current archive versions and (re)write
+            ``debian_sha256.json`` instead of verifying against it.
+        force: rebuild even if a manifest with the same options exists.
+
+    Returns:
+        ``cache_dir / "manifest.json"``.
+
+    Raises:
+        DebianFetchError: apt/dpkg failed, a checksum did not match, or the package content
+            differs from what this module lists (one line saying what to do).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if max_side < 64:
+        raise ValueError(f"max_side must be ≥ 64, got {max_side}")
+    cache_dir = Path(cache_dir)
+    manifest_path = cache_dir / "manifest.json"
+    pins_digest = _sha256_file(CHECKSUM_FILE) if CHECKSUM_FILE.exists() else None
+    params = {
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "max_side": max_side,
+        "checksums": pins_digest,
+        "rules": _rules_digest(),
+    }
+    if not force and not record_checksums and _manifest_matches(manifest_path, params):
+        log.info("%s is up to date", manifest_path)
+        return manifest_path
+
+    debs = cache_dir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    fetched = _fetch_debs(debs, record_checksums=record_checksums)
+    params["checksums"] = _sha256_file(CHECKSUM_FILE)
+
+    for sub in ("backgrounds", "objects", "licences"):
+        shutil.rmtree(cache_dir / sub, ignore_errors=True)
+    backgrounds: list[dict] = []
+    objects: list[dict] = []
+    skipped: list[dict] = []
+    packages: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="extract-") as tmp:
+        for pkg, (deb, pin) in fetched.items():
+            root = Path(tmp) / pkg
+            res = _run(["dpkg", "-x", str(deb), str(root)])
+            if res.returncode != 0:
+                raise DebianFetchError(f"dpkg -x {deb.name} failed: {_last_line(res)}")
+            copyright_rel = f"usr/share/doc/{pkg}/copyright"
+            lic_copy = cache_dir / "licences" / pkg / "copyright"
+            lic_copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / copyright_rel, lic_copy)
+            stanzas = _parse_dep5((root / copyright_rel).read_text(errors="replace"))
+            packages[pkg] = {
+                "version": pin.version,
+                "deb": f"debs/{deb.name}",
+                "sha256": pin.sha256,
+                "copyright_file": copyright_rel,
+                "copyright_copy": str(lic_copy.relative_to(cache_dir)),
+            }
+            common = {"package": pkg, "copyright_file": copyright_rel}
+            if pkg in BACKGROUND_FILES:
+                backgrounds += _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, max_side=max_side)
+            else:
+                kept, skip = _prepare_objects(root, cache_dir, stanzas, common)
+                objects += kept
+                skipped += skip
+
+    missing_held = set(HELD_OUT) - {b["id"] for b in backgrounds}
+    if missing_held:
+        raise DebianFetchError(f"held-out photos not found among the backgrounds: {sorted(missing_held)}")
+    by_pkg: dict[str, list[str]] = {}
+    for b in backgrounds:
+        by_pkg.setdefault(b["package"], []).append(b["id"])
+    by_cat: dict[str, list[str]] = {}
+    for o in objects:
+        by_cat.setdefault(o["category"].split("/")[0], []).append(o["id"])
+    val_bg = _split(by_pkg, seed=seed, val_fraction=val_fraction, forced_val=set(HELD_OUT))
+    val_obj = _split(by_cat, seed=seed, val_fraction=val_fraction, forced_val=set())
+    for b in backgrounds:
+        b["split"] = "val" if b["id"] in val_bg else "train"
+        b["held_out"] = b["id"] in HELD_OUT
+    for o in objects:
+        o["split"] = "val" if o["id"] in val_obj else "train"
+        o["held_out"] = False
+
+    def ids(items: list[dict], split: str) -> list[str]:
+        return [x["id"] for x in items if x["split"] == split]
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "params": params,
+        "description": "eradiff offline photo data: backgrounds and RGBA object stamps from Debian packages",
+        "paths": "relative to the folder holding this manifest",
+        "packages": packages,
+        "backgrounds": backgrounds,
+        "objects": objects,
+        "skipped_objects": skipped,
+        "splits": {
+            "backgrounds": {"train": ids(backgrounds, "train"), "val": ids(backgrounds, "val")},
+            "objects": {"train": ids(objects, "train"), "val": ids(objects, "val")},
+        },
+        "held_out": [{"id": k, "reason": v} for k, v in sorted(HELD_OUT.items())],
+        "stamp_rule": {
+            "skip_dirs": STAMP_SKIP_DIRS,
+            "skip_mirror_copies": True,
+            "skip_with_svg_sibling": True,
+            "skip_colorable": True,
+            "manual_skip": STAMP_MANUAL_SKIP,
+            "min_opaque_px": STAMP_MIN_OPAQUE,
+            "max_clipped_fraction": STAMP_MAX_CLIPPED,
+            "max_flat_fraction": STAMP_MAX_FLAT,
+            "duplicates": "a stamp whose bytes equal an earlier kept stamp is skipped",
+        },
+        "counts": {
+            "backgrounds": {"train": len(ids(backgrounds, "train")), "val": len(ids(backgrounds, "val"))},
+            "objects": {"train": len(ids(objects, "train")), "val": len(ids(objects, "val"))},
+            "objects_skipped": len(skipped),
+            "held_out": len(HELD_OUT),
+        },
+    }
+    tmp_manifest = manifest_path.with_suffix(".json.tmp")
+    tmp_manifest.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    tmp_manifest.replace(manifest_path)
+    log.info("wrote %s: %s", manifest_path, manifest["counts"])
+    return manifest_path
+
+
+def _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> list[dict]:
+    out = []
+    for rel in BACKGROUND_FILES[pkg]:
+        src = root / rel
+        if not src.exists():
+            raise DebianFetchError(f"{pkg} no longer contains {rel}: update BACKGROUND_FILES")
+        stem = Path(rel).stem if pkg != "plasma-workspace-wallpapers" else rel.split("/")[3]
+        dst_dir = cache_dir / "backgrounds" / pkg
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        info = _prepare_background(src, dst_dir / stem, max_side=max_side)
+        lic = _licence_for(stanzas, rel)
+        entry = {
+            "id": f"{pkg}/{stem}",
+            **common,
+            "source_path": rel,
+            "path": str(info.pop("_dst").relative_to(cache_dir)),
+            **info,
+            "licence": lic.short_name,
+            "copyright": lic.copyright,
+        }
+        meta = src.parents[2] / "metadata.json" if pkg == "plasma-workspace-wallpapers" else None
+        if meta is not None and meta.exists():
+            plugin = json.loads(meta.read_text()).get("KPlugin", {})
+            entry["upstream_licence"] = plugin.get("License")
+            entry["upstream_authors"] = [a.get("Name") for a in plugin.get("Authors", [])]
+            entry["upstream_licence_file"] = str(meta.relative_to(root))
+        out.append(entry)
+    return out
+
+
+def _prepare_objects(root, cache_dir, stanzas, common) -> tuple[list[dict], list[dict]]:
+    stamp_root = root / STAMP_ROOT
+    kept: list[dict] = []
+    skipped: list[dict] = []
+    seen: dict[str, str] = {}
+    for src in sorted(stamp_root.rglob("*.png")):
+        rel = src.relative_to(stamp_root).as_posix()
+        dat = src.with_suffix(".dat")
+        dat_text = dat.read_text(errors="replace") if dat.exists() else ""
+        has_svg = src.with_suffix(".svg").exists()
+        rgba = None
+        reason = stamp_name_reason(rel, dat_text=dat_text, has_svg=has_svg)
+        if reason is None:
+            rgba = _read_rgba(src)
+            reason = classify_stamp(rel, rgba, dat_text=dat_text, has_svg=has_svg)
+        data = src.read_bytes()
+        digest = _sha256_bytes(data)
+        if reason is None and digest in seen:
+            reason = f"duplicate of {seen[digest]} (same bytes)"
+        if reason is not None:
+            skipped.append({"source_path": f"{STAMP_ROOT}/{rel}", "reason": reason})
+            continue
+        seen[digest] = rel
+        assert rgba is not None
+        ys, xs = np.nonzero(rgba[..., 3])
+        box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+        cut = rgba[box[1] : box[3], box[0] : box[2]]
+        dst = cache_dir / "objects" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(cut, "RGBA").save(dst, optimize=True)
+        lic = _licence_for(stanzas, f"{STAMP_ROOT}/{rel}")
+        stats = stamp_statistics(rgba)
+        name_file = src.with_suffix(".txt")
+        name = name_file.read_text(errors="replace").splitlines()[0].strip() if name_file.exists() else ""
+        kept.append(
+            {
+                "id": f"tuxpaint-stamps-default/{rel.removesuffix('.png')}",
+                **common,
+                "source_path": f"{STAMP_ROOT}/{rel}",
+                "source_size": [int(rgba.shape[1]), int(rgba.shape[0])],
+                "source_bytes": len(data),
+                "source_sha256": digest,
+                "path": str(dst.relative_to(cache_dir)),
+                "size": [int(cut.shape[1]), int(cut.shape[0])],
+                "bytes": dst.stat().st_size,
+                "sha256": _sha256_file(dst),
+                "cropped_to_alpha_box_ltrb": box,
+                "category": str(Path(rel).parent.as_posix()),
+                "description": name,
+                "opaque_px": int(stats["opaque_px"]),
+                "clipped_fraction": stats["clipped_fraction"],
+                "flat_fraction": stats["flat_fraction"],
+                "licence": lic.short_name,
+                "copyright": lic.copyright,
+            }
+        )
+    return kept, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m eradiff.train.datasets.debian",
+        description="Fetch and prepare eradiff's offline training photos from Debian packages.",
+    )
+    p.add_argument("--cache", type=Path, required=True, help="cache folder (e.g. data/debian)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--max-side", type=int, default=1024, help="longest background side after resizing")
+    p.add_argument("--record-checksums", action="store_true", help="(re)write debian_sha256.json")
+    p.add_argument("--force", action="store_true", help="rebuild even if the manifest is up to date")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        path = fetch_debian_dataset(
+            args.cache,
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            max_side=args.max_side,
+            record_checksums=args.record_checksums,
+            force=args.force,
+        )
+    except DebianFetchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    counts = json.loads(path.read_text())["counts"]
+    print(f"{path}: {json.dumps(counts)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
