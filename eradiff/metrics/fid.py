@@ -22,6 +22,7 @@ the same box, resize each crop to 299×299 as above, and compute FID between the
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -119,8 +120,9 @@ def frechet_distance(
     tr (Σ₁Σ₂)^½ is computed as the sum of the singular values of Σ₁^½ Σ₂^½ (their squares are the
     eigenvalues of Σ₁Σ₂), with each Σ^½ from an eigendecomposition whose negative rounding-error
     eigenvalues are clipped to 0. Unlike ``scipy.linalg.sqrtm`` this needs no regularising offset
-    for the singular Σ of fewer samples than dimensions, and it never takes the square root of
-    rounding noise: FID(f, f) is 0 to ~1e−12 relative even then. About 15–40 s at d = 2048 here.
+    for singular Σ (fewer samples than dimensions); there the square roots of rounding-level
+    eigenvalues leave a relative error of about 1e−8 (:func:`fid` avoids even that by working in
+    the samples' space). About 15–40 s at d = 2048 on this 2-core CPU.
     """
     mu1, sigma1, mu2, sigma2 = (t.to(torch.float64) for t in (mu1, sigma1, mu2, sigma2))
     d = mu1.shape[0]
@@ -140,8 +142,22 @@ def _psd_sqrt(sigma: Tensor) -> Tensor:
 
 
 def fid(features_1: Float[Tensor, "n1 d"], features_2: Float[Tensor, "n2 d"]) -> float:
-    """FID between two feature sets (e.g. from :class:`InceptionFeatures`); lower is better."""
-    return float(frechet_distance(*gaussian_stats(features_1), *gaussian_stats(features_2)))
+    """FID between two feature sets (e.g. from :class:`InceptionFeatures`); lower is better.
+
+    With fewer samples than dimensions (n1, n2 < d) the same value is computed in the samples'
+    space: with centred features C_k and Σ_k = C_kᵀC_k/(n_k − 1), the nonzero eigenvalues of Σ₁Σ₂
+    are the squared singular values of C₁C₂ᵀ/√((n₁ − 1)(n₂ − 1)), an n1 × n2 matrix, so
+    tr (Σ₁Σ₂)^½ is their sum (exact, and far cheaper than d × d decompositions).
+    """
+    mu1, sigma1 = gaussian_stats(features_1)
+    mu2, sigma2 = gaussian_stats(features_2)
+    (n1, d), n2 = features_1.shape, features_2.shape[0]
+    if max(n1, n2) >= d:
+        return float(frechet_distance(mu1, sigma1, mu2, sigma2))
+    c1 = features_1.to(torch.float64) - mu1
+    c2 = features_2.to(torch.float64) - mu2
+    tr_covmean = torch.linalg.svdvals(c1 @ c2.T).sum() / math.sqrt((n1 - 1) * (n2 - 1))
+    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)
 
 
 def kid(

@@ -65,6 +65,16 @@ def test_fid_of_identical_feature_sets_is_zero(n, d, seed):
     assert abs(fid(f, f)) < 1e-10 * max(1.0, float(f.var(dim=0).sum()))
 
 
+@given(st.integers(2, 12), st.integers(2, 12), st.integers(2, 24), st.integers(0, 2**31 - 1))
+def test_fid_sample_space_route_equals_the_covariance_route(n1, n2, d, seed):
+    """fid() switches to an n1 × n2 SVD when n1, n2 < d; both routes give the same value."""
+    g = _gen(seed)
+    a = torch.randn(n1, d, generator=g, dtype=torch.float64) * 2
+    b = torch.randn(n2, d, generator=g, dtype=torch.float64) + 0.3
+    expected = float(frechet_distance(*gaussian_stats(a), *gaussian_stats(b)))
+    assert abs(fid(a, b) - expected) <= 1e-7 * max(1.0, expected)  # Σ^½ of a singular Σ: ~√eps noise
+
+
 def test_fid_singular_covariances_are_fine():
     """Fewer samples than dimensions (rank-deficient Σ) still gives a finite, non-negative value."""
     g = _gen(0)
