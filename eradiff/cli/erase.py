@@ -1,0 +1,357 @@
+"""``eradiff erase IMG MASK``: parse options, pair files, and call :func:`eradiff.pipeline.erase`.
+
+IMG and MASK are files or folders. A folder of images is paired with masks by file stem (a MASK
+folder) or with one mask file for all. Outputs: ``-o`` file or folder; by default
+``STEM.erased.EXT`` beside an input file, or a sibling folder ``IMGDIR-erased/`` for a folder.
+An output never replaces an input, and is written atomically. Progress and messages go to stderr;
+``--json`` prints the report on stdout. Every error is one line on stderr with a non-zero exit:
+2 for invalid options, 1 for everything else (any image failing included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import typer
+
+BACKENDS = ("torch",)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+INITS = ("noise", "telea")
+FORMAT_CHOICES = ("png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp")
+
+
+class CLIError(Exception):
+    """A one-line error with its exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Job:
+    """One image to erase."""
+
+    image: Path
+    mask: Path | None
+    output: Path
+    error: str | None = None
+    status: str = "pending"
+    compare: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    report: dict | None = None
+
+
+def _images_in(folder: Path) -> list[Path]:
+    from eradiff.pipeline.io import IMAGE_SUFFIXES
+
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def _mask_for(stem: str, folder: Path, masks: dict[str, list[Path]]) -> tuple[Path | None, str | None]:
+    found = masks.get(stem, [])
+    if not found:
+        return None, f"no mask named {stem}.* in {str(folder)!r}"
+    if len(found) > 1:
+        return None, f"several masks named {stem}.* in {str(folder)!r}: {', '.join(p.name for p in found)}"
+    return found[0], None
+
+
+def _output_suffix(image: Path, fmt: str | None) -> str:
+    from eradiff.pipeline.io import FORMATS, format_for_suffix
+
+    if fmt is not None:
+        return FORMATS[fmt][1]
+    return image.suffix if format_for_suffix(image.suffix) is not None else ".png"
+
+
+def plan_jobs(image: Path, mask: Path, output: Path | None, fmt: str | None) -> list[Job]:
+    """Pair images with masks and choose output paths; checks that nothing overwrites an input.
+
+    Raises:
+        CLIError: missing IMG or MASK, an empty folder, an output folder that is a file, or an
+            output that would replace an input.
+    """
+    if not image.exists():
+        raise CLIError(f"image {str(image)!r}: no such file or folder")
+    if not mask.exists():
+        raise CLIError(f"mask {str(mask)!r}: no such file or folder")
+    images = _images_in(image) if image.is_dir() else [image]
+    if not images:
+        raise CLIError(f"folder {str(image)!r} holds no image files")
+    if image.is_dir() and mask.is_dir() and image.resolve() == mask.resolve():
+        raise CLIError("IMG and MASK are the same folder; put the masks in a folder of their own")
+    masks: dict[str, list[Path]] = {}
+    if mask.is_dir():
+        for p in _images_in(mask):
+            masks.setdefault(p.stem, []).append(p)
+    if output is not None and output.exists() and not output.is_dir() and (image.is_dir() or len(images) > 1):
+        raise CLIError(f"output {str(output)!r} is a file; a folder of images needs an output folder")
+    out_dir: Path | None = None
+    if image.is_dir():
+        out_dir = output if output is not None else image.parent / f"{image.name}-erased"
+    elif output is not None and (output.is_dir() or str(output).endswith(os.sep)):
+        out_dir = output
+    jobs = []
+    for img in images:
+        m, error = _mask_for(img.stem, mask, masks) if mask.is_dir() else (mask, None)
+        suffix = _output_suffix(img, fmt)
+        if out_dir is not None:
+            out = out_dir / f"{img.stem}{suffix}"
+        elif output is not None:
+            out = output
+        else:
+            out = img.parent / f"{img.stem}.erased{suffix}"
+        jobs.append(Job(image=img, mask=m, output=out, error=error))
+    inputs = {p.resolve() for job in jobs for p in (job.image, job.mask) if p is not None}
+    for job in jobs:
+        if job.output.resolve() in inputs:
+            raise CLIError(f"output {str(job.output)!r} would overwrite an input; choose another -o")
+    outputs = [job.output.resolve() for job in jobs]
+    if len(set(outputs)) != len(outputs):
+        raise CLIError("several images would be written to the same output file; use an output folder")
+    return jobs
+
+
+def _check_writable(jobs: list[Job]) -> None:
+    for folder in {job.output.parent for job in jobs}:
+        probe = folder
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            raise CLIError(f"output folder {str(folder)!r}: {str(probe)!r} is not a folder")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise CLIError(f"output folder {str(folder)!r} is not writable")
+
+
+def _console(quiet: bool):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=quiet, highlight=False)
+
+
+def _say(console, text: str) -> None:
+    """A line that must reach stderr even with --quiet (errors, the chosen seed)."""
+    if console.quiet:
+        print(text, file=sys.stderr)
+    else:
+        console.print(text, markup=False, soft_wrap=True)
+
+
+def erase_command(
+    image: Path = typer.Argument(..., help="Image file, or a folder of images.", show_default=False),
+    mask: Path = typer.Argument(
+        ..., help="Mask file (white = erase), or a folder of masks matched by file stem.", show_default=False
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Output file or folder (default: STEM.erased.EXT, or IMGDIR-erased/)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="'default', a diffusers SD2-inpainting folder, a .safetensors file or a hub id."
+    ),
+    steps: int = typer.Option(20, "--steps", help="DDIM steps."),
+    strength: float = typer.Option(1.0, "--strength", help="In (0, 1]: 1 starts from pure noise (Sec. 5.4)."),
+    eta: float = typer.Option(0.0, "--eta", help="DDIM eta (0 = deterministic)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; -1 picks one and prints it."),
+    dilate: int = typer.Option(7, "--dilate", help="Grow the mask by this many pixels."),
+    feather: int = typer.Option(4, "--feather", help="Soft paste edge in pixels inside the dilated ring."),
+    no_sra: bool = typer.Option(False, "--no-sra", help="Plain self-attention (the 'w/o SRA' ablation)."),
+    prompt: str = typer.Option("", "--prompt", help="Text prompt (latent models; empty by default)."),
+    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1 = off)."),
+    init: str = typer.Option("noise", "--init", help="What strength < 1 noises: 'noise' (the original) or 'telea'."),
+    reimpose: bool | None = typer.Option(
+        None, "--reimpose/--no-reimpose", help="Re-impose the known region each step (default: on for pixel models)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
+    compare: bool = typer.Option(False, "--compare", help="Also write STEM.compare.EXT (before | after)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a machine-readable report on stdout."),
+    fmt: str | None = typer.Option(None, "--format", help="Output format: png | jpeg | webp | tiff | bmp."),
+    backend: str = typer.Option("torch", "--backend", help="UNet backend: torch."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+) -> None:
+    """Erase what MASK covers in IMG and fill it with coherent background."""
+    args = dict(locals())
+    console = _console(quiet)
+    try:
+        code = _run(console, **args)
+    except CLIError as exc:
+        _fail(str(exc), exc.code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # a bug, not a user error: still one line, no traceback
+        from eradiff.errors import first_line
+
+        _fail(f"unexpected {type(exc).__name__}: {first_line(exc)}", 1)
+    raise typer.Exit(code)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _options(args: dict, seed: int):
+    from eradiff.pipeline.erase import EraseOptions
+
+    try:
+        return EraseOptions(
+            steps=args["steps"], strength=args["strength"], eta=args["eta"], seed=seed, dilate=args["dilate"],
+            feather=args["feather"], sra=not args["no_sra"], prompt=args["prompt"], guidance_scale=args["guidance"],
+            reimpose_known=args["reimpose"], init=args["init"],
+        )  # fmt: skip
+    except ValueError as exc:
+        raise CLIError(str(exc), 2) from exc
+
+
+def _run(console, **args) -> int:
+    from eradiff.errors import EraDiffError
+
+    started = time.perf_counter()
+    if args["backend"] not in BACKENDS:
+        raise CLIError(f"backend {args['backend']!r} is not available; choose one of {', '.join(BACKENDS)}", 2)
+    if args["device"] not in DEVICES:
+        raise CLIError(f"device {args['device']!r} is not valid; choose one of {', '.join(DEVICES)}", 2)
+    if args["init"] not in INITS:
+        raise CLIError(f"init {args['init']!r} is not valid; choose one of {', '.join(INITS)}", 2)
+    fmt = args["fmt"]
+    if fmt is not None:
+        if fmt.lower() not in FORMAT_CHOICES:
+            raise CLIError(f"format {fmt!r} is not supported; choose one of png, jpeg, webp, tiff, bmp", 2)
+        fmt = {"jpg": "jpeg", "tif": "tiff"}.get(fmt.lower(), fmt.lower())
+    seed = args["seed"]
+    if seed < -1:
+        raise CLIError(f"seed must be ≥ 0, or -1 for a random one; got {seed}", 2)
+    if seed == -1:
+        seed = secrets.randbelow(2**31)
+        _say(console, f"seed: {seed}")
+    options = _options(args, seed)
+    if args["offline"]:
+        from eradiff.models.loading import set_offline
+
+        set_offline()
+    jobs = plan_jobs(args["image"], args["mask"], args["output"], fmt)
+    _check_writable(jobs)
+
+    import torch
+
+    from eradiff.models.loading import load_model, resolve_device
+
+    try:
+        device = resolve_device(args["device"])
+    except ValueError as exc:
+        raise CLIError(str(exc), 2) from exc
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    t0 = time.perf_counter()
+    with console.status("loading model…"):
+        try:
+            model = load_model(args["model"], device=device, dtype=dtype, offline=args["offline"])
+        except EraDiffError as exc:
+            raise CLIError(str(exc)) from exc
+    load_seconds = time.perf_counter() - t0
+    _erase_all(model, jobs, options, fmt=fmt, compare=args["compare"], console=console)
+    failed = [job for job in jobs if job.status == "failed"]
+    seconds = time.perf_counter() - started
+    _summary(jobs, seconds, console)
+    if args["json_out"]:
+        report = {
+            "model": {"spec": args["model"] or "default", "name": model.name, "family": model.family,
+                      "device": str(device), "dtype": str(dtype).removeprefix("torch."), "backend": args["backend"],
+                      "load_seconds": round(load_seconds, 4)},
+            "options": asdict(options),
+            "seed": seed,
+            "images": [
+                {"image": str(j.image), "mask": None if j.mask is None else str(j.mask), "output": str(j.output),
+                 "compare": None if j.compare is None else str(j.compare), "status": j.status, "error": j.error,
+                 "warnings": j.warnings, "report": j.report}
+                for j in jobs
+            ],
+            "summary": {"ok": sum(j.status != "failed" for j in jobs), "failed": len(failed),
+                        "seconds": round(seconds, 4)},
+        }  # fmt: skip
+        print(json.dumps(report, indent=2))
+    return 1 if failed else 0
+
+
+def _erase_all(model, jobs: list[Job], options, *, fmt: str | None, compare: bool, console) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=console.quiet) as bar:
+        images_task = bar.add_task("images", total=len(jobs))
+        steps_task = bar.add_task("steps", total=None)
+        for job in jobs:
+            bar.update(steps_task, description=f"steps · {job.image.name}", completed=0, total=None)
+
+            def on_step(window: int, windows: int, step: int, steps: int, name: str = job.image.name) -> None:
+                label = f"steps · {name}" + (f" · window {window}/{windows}" if windows > 1 else "")
+                bar.update(steps_task, description=label, completed=step, total=steps)
+
+            _erase_one(model, job, options, fmt=fmt, compare=compare, progress=on_step)
+            if job.status == "failed":
+                _say(console, f"error: {job.error}")
+            for warning in job.warnings:
+                console.print(f"[yellow]warning[/yellow] {job.image.name}: {warning}")
+            bar.advance(images_task)
+
+
+def _erase_one(model, job: Job, options, *, fmt: str | None, compare: bool, progress) -> None:
+    """Read, erase, encode, then write atomically; failures are recorded on the job, never raised."""
+    import warnings
+
+    from eradiff.errors import EraDiffError, first_line
+    from eradiff.pipeline.erase import erase
+    from eradiff.pipeline.io import atomic_write, encode_image, output_format, read_image, read_mask, side_by_side
+
+    if job.error is not None:
+        job.status = "failed"
+        return
+    try:
+        loaded = read_image(job.image)
+        mask, mask_warnings = read_mask(job.mask, loaded.size)
+        job.warnings.extend(mask_warnings)
+        key = output_format(loaded, job.output, fmt)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = erase(model, loaded.pixels, mask, options, progress=progress)
+        job.warnings.extend(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+        data = encode_image(result.image, key, like=loaded)
+        compare_data = encode_image(side_by_side(loaded.pixels, result.image), key, like=loaded) if compare else None
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(job.output, data)
+        if compare_data is not None:
+            job.compare = job.output.with_name(f"{job.output.stem}.compare{job.output.suffix}")
+            atomic_write(job.compare, compare_data)
+        job.report = result.report.to_dict()
+        job.status = "copied" if result.report.masked_pixels == 0 else "ok"
+    except EraDiffError as exc:
+        job.status, job.error = "failed", str(exc)
+    except OSError as exc:
+        job.status, job.error = "failed", f"{str(exc.filename or job.output)!r}: {exc.strerror or first_line(exc)}"
+    except Exception as exc:  # one line per failed image; the run goes on
+        job.status, job.error = "failed", f"{str(job.image)!r}: {type(exc).__name__}: {first_line(exc)}"
+
+
+def _summary(jobs: list[Job], seconds: float, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=None, show_edge=False, box=None, pad_edge=False)
+    for column in ("image", "status", "windows", "seconds", "output"):
+        table.add_column(column)
+    for job in jobs:
+        windows = len(job.report["windows"]) if job.report else 0
+        secs = f"{job.report['seconds']:.2f}" if job.report else "-"
+        colour = {"ok": "green", "copied": "yellow", "failed": "red"}.get(job.status, "white")
+        shown = str(job.output) if job.status != "failed" else (job.error or "")
+        table.add_row(job.image.name, f"[{colour}]{job.status}[/{colour}]", str(windows), secs, shown)
+    console.print(table)
+    ok = sum(job.status != "failed" for job in jobs)
+    console.print(f"{ok} of {len(jobs)} image(s) erased in {seconds:.1f} s")
