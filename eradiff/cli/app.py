@@ -20,3 +20,8 @@ def _root(
     if version:
         typer.echo(eradiff.__version__)
         raise typer.Exit(0)
+
+
+from eradiff.cli.erase import erase_command  # noqa: E402  (commands register below the app)
+
+app.command("erase", no_args_is_help=True)(erase_command)
