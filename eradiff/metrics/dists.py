@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from eradiff.core._checks import check_choice
 from eradiff.metrics._nets import VGG_CHANNELS, VGG16Trunk, load_trunk
-from eradiff.metrics.lpips import INPUT_RANGES, InputRange, check_pair, to_minus_one_one
+from eradiff.metrics.lpips import INPUT_RANGES, InputRange, check_images, check_pair
 from eradiff.metrics.weights import dists_weights, lpips_weights
 
 _MEAN = (0.485, 0.456, 0.406)
@@ -79,9 +79,11 @@ class DISTS(nn.Module):
             D(x, y), shape (b,), float32; symmetric in x and y.
         """
         check_pair(x, y)
-        x = (to_minus_one_one(x, name="x", input_range=self.input_range).float() + 1) / 2
-        y = (to_minus_one_one(y, name="y", input_range=self.input_range).float() + 1) / 2
-        both = torch.cat([x, y])
+        check_images(x, name="x", input_range=self.input_range)
+        check_images(y, name="y", input_range=self.input_range)
+        both = torch.cat([x, y]).float()
+        if self.input_range == "[-1,1]":
+            both = (both + 1) / 2
         feats = [both, *self.trunk((both - self.mean) / self.std)]
         alphas = self.alpha.split(self.chunks)
         betas = self.beta.split(self.chunks)

@@ -32,12 +32,11 @@ _SCALE = (0.458, 0.448, 0.450)
 _RANGE_TOLERANCE = 1e-3
 
 
-def to_minus_one_one(x: Tensor, *, name: str, input_range: InputRange) -> Tensor:
-    """Map an image batch from ``input_range`` to [−1, 1], checking its shape and values.
+def check_images(x: Tensor, *, name: str, input_range: InputRange) -> None:
+    """Check that ``x`` is a float (b, 3, h, w) batch inside ``input_range`` (to 1e−3).
 
     Raises:
-        ValueError: ``x`` is not a float (b, 3, h, w) tensor, or lies outside ``input_range`` by
-            more than 1e−3.
+        ValueError: naming ``x`` by ``name``, its shape or dtype, or its value range.
     """
     check_choice("input_range", input_range, INPUT_RANGES)
     if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
@@ -47,7 +46,6 @@ def to_minus_one_one(x: Tensor, *, name: str, input_range: InputRange) -> Tensor
         raise ValueError(
             f"{name} has values in [{x.min().item():.4g}, {x.max().item():.4g}], outside input_range={input_range!r}"
         )
-    return 2 * x - 1 if input_range == "[0,1]" else x
 
 
 def check_pair(x: Tensor, y: Tensor) -> None:
@@ -108,9 +106,12 @@ class LPIPS(nn.Module):
             d(x, y), shape (b,), float32, ≥ 0; symmetric in x and y.
         """
         check_pair(x, y)
-        x = to_minus_one_one(x, name="x", input_range=self.input_range).float()
-        y = to_minus_one_one(y, name="y", input_range=self.input_range).float()
-        both = torch.cat([x, y]).sub(self.shift).div(self.scale)
+        check_images(x, name="x", input_range=self.input_range)
+        check_images(y, name="y", input_range=self.input_range)
+        both = torch.cat([x, y]).float()
+        if self.input_range == "[0,1]":
+            both = 2 * both - 1
+        both = (both - self.shift) / self.scale
         total = torch.zeros(x.shape[0], device=x.device)
         for feat, lin in zip(self.trunk(both), self.lins, strict=True):
             f = feat / (feat.square().sum(dim=1, keepdim=True).sqrt() + 1e-10)

@@ -96,6 +96,8 @@ def test_dists_identity_and_symmetry(vgg_weights, dists_alpha_beta, h, w, seed):
         assert (d_xy > 0).all()
         torch.testing.assert_close(model(x, x), torch.zeros(2), rtol=0, atol=1e-6)
         torch.testing.assert_close(model(y, x), d_xy, rtol=1e-5, atol=1e-6)
+        model.input_range = "[-1,1]"
+        torch.testing.assert_close(model(2 * x - 1, 2 * y - 1), d_xy, rtol=1e-5, atol=1e-6)
 
 
 def test_lpips_rejects_bad_input(lpips_alex, alex_weights):
