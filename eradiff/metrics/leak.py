@@ -5,18 +5,19 @@ survive ("leak"). Per image, with the mask's square box B (:func:`eradiff.metric
 margin 0.1, at least 64 px so LPIPS-AlexNet has room) and a distance d (LPIPS-alex on [0, 1]
 crops by default):
 
-| code name   | symbol                                                       |
-| ----------- | ------------------------------------------------------------ |
-| ``out``     | the erasure output                                           |
-| ``x_ori``   | x_0^ori, the true background (Eq. 6)                         |
-| ``x_obj``   | x_0^obj, the same image with the object pasted (Eq. 6)       |
-| ``d_ori``   | d(out|_B, x_ori|_B)                                          |
-| ``d_obj``   | d(out|_B, x_obj|_B)                                          |
-| ``leaked``  | d_obj < d_ori: the output is closer to the object            |
-| ``ratio``   | d_ori / (d_obj + 1e−8); > 1 means leaked, 0 for a perfect erase |
+| code name   | symbol                                                           |
+| ----------- | ---------------------------------------------------------------- |
+| ``out``     | the erasure output                                               |
+| ``x_ori``   | x_0^ori, the true background (Eq. 6)                             |
+| ``x_obj``   | x_0^obj, the same image with the object pasted (Eq. 6)           |
+| ``d_ori``   | d(out[B], x_ori[B]), both cropped to B                           |
+| ``d_obj``   | d(out[B], x_obj[B])                                              |
+| ``leaked``  | d_obj < d_ori: the output is closer to the object                |
+| ``ratio``   | d_ori / (d_obj + 1e−8): > 1 means leaked, 0 for a perfect erase  |
 
-Pixels of B outside the mask are the same in x_ori and x_obj, so they only give the distance its
-context; the difference between d_ori and d_obj comes from the masked pixels.
+For pairs made by pasting the object inside the mask, the pixels of B outside the mask are the same
+in x_ori and x_obj, so they only give the distance its context; the difference between d_ori and
+d_obj comes from the masked pixels.
 """
 
 from __future__ import annotations
