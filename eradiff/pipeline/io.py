@@ -10,8 +10,8 @@ Masks. White = erase. Grey, RGB or palette masks are converted to grey; a mask w
 channel (RGBA, LA, palette with transparency) uses its alpha channel when the alpha is not
 uniformly opaque (a fully opaque alpha carries no mask, so the grey values are used). The mask is
 thresholded at 127 (erase where value > 127 on the 8-bit scale). A mask of another size but the
-same aspect ratio (the image size is reached by scaling within 1 px) is resized nearest with a
-warning; another aspect ratio is an error.
+same aspect ratio (one scale factor brings both sides within 1 px of the image's) is resized
+nearest with a warning; another aspect ratio is an error.
 
 Writing. The output is encoded in memory, written to a temporary file in the destination folder
 and moved into place with ``os.replace``, so an interrupted run never leaves a partial image.
@@ -190,19 +190,22 @@ def _to_array(im: Image.Image, path: Path) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _exif_without_orientation(im: Image.Image) -> tuple[bytes | None, int]:
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(_ORIENTATION, 1) or 1)
+    except Exception:
+        return 1
+
+
+def _exif_without_orientation(im: Image.Image) -> bytes | None:
+    """EXIF bytes to write with the result (orientation removed: the pixels are upright), or None."""
     try:
         exif = im.getexif()
+        if _ORIENTATION in exif:
+            del exif[_ORIENTATION]
+        return exif.tobytes() if len(exif) else None
     except Exception:
-        return None, 1
-    orientation = int(exif.get(_ORIENTATION, 1) or 1)
-    if _ORIENTATION in exif:
-        del exif[_ORIENTATION]
-    try:
-        data = exif.tobytes() if len(exif) else None
-    except Exception:
-        data = None
-    return data, orientation
+        return None
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> LoadedImage:
@@ -215,10 +218,11 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
     im = _open(path, "image", max_pixels)
     with im:
         fmt = _PIL_TO_KEY.get(im.format or "", "png")
-        exif, orientation = _exif_without_orientation(im)
+        orientation = _orientation(im)
         icc = im.info.get("icc_profile")
         sixteen = _is_16bit(im, path)
         upright = _load(im, path, "image")
+        exif = _exif_without_orientation(upright)
         pixels = _read_16bit(path, orientation) if sixteen else _to_array(upright, path)
     if pixels.shape[:2] != (upright.size[1], upright.size[0]):
         raise InputError(f"image {str(path)!r}: decoders disagree on the size")
@@ -271,9 +275,8 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int], *, name: str = "mask") -> 
     mh, mw = mask.shape
     if (mw, mh) == (W, H):
         return mask, []
-    by_width = round(mh * W / mw)
-    by_height = round(mw * H / mh)
-    if abs(by_width - H) > 1 or abs(by_height - W) > 1:
+    # one scale s must bring both sides within 1 px: [(W−1)/mw, (W+1)/mw] ∩ [(H−1)/mh, (H+1)/mh] ≠ ∅
+    if max((W - 1) / mw, (H - 1) / mh) > min((W + 1) / mw, (H + 1) / mh):
         raise InputError(f"mask {name!r} is {mw}×{mh} but the image is {W}×{H}: the aspect ratios differ")
     resized = cv2.resize(mask.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST) > 0
     return resized, [f"mask {name!r} is {mw}×{mh}, the image {W}×{H}: resized (nearest)"]

@@ -12,8 +12,10 @@
 Algorithm (one chain per sample, all tensors (b, C, h, w)):
 
 1. τ_0 > … > τ_{n−1} = ``ddim_timesteps(steps)[strength_start(steps, strength):]``; the DDIM
-   previous step of each is τ_i − ⌊T/steps⌋ (negative = the final state, whose ᾱ is the
-   schedule's final ᾱ: 1, or ᾱ_0 when ``set_alpha_to_one`` is False).
+   previous step of each is τ_i − ⌊T/steps⌋ as in diffusers, and the last step always lands on
+   the final state, whose ᾱ is the schedule's final ᾱ (1, or ᾱ_0 when ``set_alpha_to_one`` is
+   False). (diffusers' rule alone leaves "trailing" spacing with steps ∤ T at τ = 0, one noise
+   level short of the end.)
 2. z = ε at strength 1 (as diffusers); otherwise z = √ᾱ_τ0·z_init + √(1−ᾱ_τ0)·ε (Eq. 1: the
    original, or a classical fill of the hole, noised to the starting timestep — Sec. 5.4).
 3. With re-imposition, z ← keep ? q_sample(z_known, ᾱ_τ0, ε) : z (same ε).
@@ -43,12 +45,14 @@ def sampling_timesteps(schedule: ScheduleConfig, steps: int, strength: float) ->
     """(τ_i, previous τ_i) to run for ``steps`` DDIM steps at ``strength`` (step 1 above).
 
     Returns:
-        Two int64 tensors of the same length; a previous τ of −1 means the final state.
+        Two int64 tensors of the same length; a previous τ of −1 means the final state (always
+        the case for the last step).
     """
     T = schedule.num_train_timesteps
     tau = core.ddim_timesteps(steps, num_train_timesteps=T, spacing=schedule.timestep_spacing,
                               steps_offset=schedule.steps_offset)  # fmt: skip
     prev = core.previous_timesteps(tau, num_inference_steps=steps, num_train_timesteps=T).clamp_min(-1)
+    prev[-1] = -1
     i0 = core.strength_start(steps, strength)
     return tau[i0:], prev[i0:]
 
