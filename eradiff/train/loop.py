@@ -1,0 +1,728 @@
+"""The training loop: CRO (or the standard objective) on accelerate, one code path for both families.
+
+Commands (see ``eradiff train --help``)::
+
+    eradiff train --config configs/tiny-test.yaml              # one process
+    eradiff train --config cfg.yaml --resume latest            # continue the newest checkpoint
+    accelerate launch --multi_gpu --num_processes 2 -m eradiff.cli train --config cfg.yaml
+                                                               # 2 GPUs, or 2 gloo processes on a CPU
+
+Determinism: every random draw has an explicit seed, so results depend on the config only, not
+on the number of processes or on ``train.grad_accum`` (up to float summation order), and a
+resumed run repeats an uninterrupted one exactly.
+
+| draw                                   | seeded from                          |
+| -------------------------------------- | ------------------------------------ |
+| model initialisation (pixel family)    | ``train.seed``                       |
+| order of the pairs in epoch e          | (seed, e)                            |
+| pair i of epoch e (``PairDataset``)    | (seed, e, i)                         |
+| t, γ, ε of global sample j at step k   | (seed, k, j), one generator per sample |
+
+One optimizer step k (Algorithm 1 for a batch; B = ``train.batch_size`` over P processes and
+A = ``train.grad_accum`` micro-steps, micro-batch b = B / (P·A)):
+
+1. the global batch is pairs ``perm_e[index : index + B]``; micro-step m of process r takes
+   the b pairs starting at m·B/A + r·b, which are global samples j of the step;
+2. without gradients: the conditioning (mask + masked x_obj, identical to masked x_ori),
+   z_ori = encode(x_ori) and, for CRO, z_obj = encode(x_obj) (the VAE is frozen);
+3. t, γ, ε per sample (Alg. 1 lines 2–4);
+4. per-sample loss: Eq. 9 for ``cro``/``cro-const`` (x_t^mix, x_{t−γ}^mix from Eq. 6–7, the DDIM
+   jump of Eq. 8), Eq. 3 on x_ori for ``standard``; optional weight inside the mask; the SRA mask
+   (Eq. 10) stays set through forward and backward (gradient checkpointing recomputes with it);
+5. backward of the micro-batch mean (accelerate divides by A and all-reduces over P), so the
+   gradient is that of the global-batch mean; gradient clipping;
+6. NaN guard: a non-finite global loss or gradient norm skips the update (counted; the run
+   stops after ``train.max_nonfinite_steps`` in a row); otherwise AdamW step, LR schedule, EMA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+import eradiff
+import eradiff.core as core
+from eradiff.train import checkpoint as ckpt
+from eradiff.train.build import DataError, build_datasets, build_model, build_objective, to_device_batch
+from eradiff.train.config import TrainingConfig, config_from_dict, dump_config
+
+__all__ = ["EMA", "NonFiniteLossError", "TrainResult", "lr_factor", "micro_step", "sample_seed", "train"]
+
+_STREAM_ORDER = 0x0E0C  # separate seed streams: data order vs. per-sample draws
+_STREAM_DRAW = 0xD4A3
+_STATE_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        run_dir: the run folder.
+        step: the step reached (steps are optimizer steps, skipped ones included).
+        losses: the global-batch mean loss of every step run by this call (NaN when non-finite).
+        nonfinite_steps: steps skipped by the NaN guard over the whole run.
+        checkpoints: checkpoint folders written by this call.
+        export_path: the exported final weights, or None (not the main process).
+        data_rejected: failed pair draws by reason, as counted in this process (DataLoader workers
+            keep their own counts).
+    """
+
+    run_dir: Path
+    step: int
+    losses: list[float] = field(default_factory=list)
+    nonfinite_steps: int = 0
+    checkpoints: list[Path] = field(default_factory=list)
+    export_path: Path | None = None
+    data_rejected: dict[str, int] = field(default_factory=dict)
+
+
+def sample_seed(*words: int) -> int:
+    """A 64-bit seed from integer words (NumPy ``SeedSequence``: well mixed, order-sensitive)."""
+    hi, lo = np.random.SeedSequence([int(w) for w in words]).generate_state(2, dtype=np.uint32)
+    return (int(hi) << 32 | int(lo)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def lr_factor(step: int, *, warmup_steps: int, schedule: str, max_steps: int, min_lr_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier before optimizer step ``step`` (0-based).
+
+    Linear warm-up ((step + 1) / warmup_steps) for the first ``warmup_steps`` steps, then
+    ``constant`` (1) or ``cosine`` from 1 down to ``min_lr_ratio`` at ``max_steps``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    span = max(1, max_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class EMA:
+    """Exponential moving average of parameters, kept in fp32.
+
+    decay_n = min(decay, (1 + n) / (10 + n)) at the n-th update (diffusers' ``EMAModel`` rule),
+    so early averages do not drag the random initialisation along.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: p.detach().float().clone() for k, p in module.named_parameters()}
+
+    def current_decay(self) -> float:
+        n = self.updates
+        return min(self.decay, (1 + n) / (10 + n))
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        d = self.current_decay()
+        for k, p in module.named_parameters():
+            self.shadow[k].lerp_(p.detach().float(), 1.0 - d)
+        self.updates += 1
+
+    @contextlib.contextmanager
+    def applied(self, module: torch.nn.Module) -> Iterator[None]:
+        """Swap the EMA weights into ``module`` for the ``with`` block, then restore the originals."""
+        params = dict(module.named_parameters())
+        saved = {k: p.detach().clone() for k, p in params.items()}
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(self.shadow[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(saved[k])
+
+
+class _EpochPlan:
+    """Which dataset indices this process reads, micro-step by micro-step, in one epoch."""
+
+    def __init__(self, *, n: int, batch: int, accum: int, world: int, rank: int, seed: int, epoch: int, start: int):
+        self.n, self.batch, self.accum, self.world, self.rank = n, batch, accum, world, rank
+        self.micro = batch // (accum * world)
+        self.seed, self.epoch, self.start = seed, epoch, start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(sample_seed(self.seed, _STREAM_ORDER, self.epoch))
+        perm = torch.randperm(self.n, generator=g)
+        per_micro = self.batch // self.accum
+        for k in range(self.start // self.batch, self.n // self.batch):
+            for m in range(self.accum):
+                lo = k * self.batch + m * per_micro + self.rank * self.micro
+                yield perm[lo : lo + self.micro].tolist()
+
+    def __len__(self) -> int:
+        return (self.n // self.batch - self.start // self.batch) * self.accum
+
+
+def micro_step(
+    model,
+    denoiser: torch.nn.Module,
+    objective,
+    x_ori: torch.Tensor,
+    x_obj: torch.Tensor,
+    M: torch.Tensor,
+    generators: list[torch.Generator],
+    *,
+    encode_obj: bool,
+    gamma_max: int,
+    mask_weight: float,
+    sra: bool,
+    backward,
+) -> torch.Tensor:
+    """Steps 2–4 of the module docstring for one micro-batch, then ``backward(mean loss)``.
+
+    Args:
+        model: the :class:`~eradiff.models.family.ErasureModel` (conditioning, encoder, SRA state).
+        denoiser: the UNet to call (the DDP-wrapped one under several processes).
+        objective: ``CROObjective`` or ``StandardObjective``.
+        x_ori, x_obj: (b, 3, S, S) in [−1, 1]; M: (b, S, S) bool, True = erase.
+        generators: one CPU generator per sample for t, γ, ε.
+        encode_obj: encode x_obj (CRO); the standard objective ignores it and skips the encode.
+        gamma_max: γ_m.
+        mask_weight: per-pixel loss weight inside the (latent-grid) mask.
+        sra: Self-Rectifying Attention on; its mask stays set through ``backward``.
+        backward: called with the mean loss (``accelerator.backward`` or ``Tensor.backward``).
+
+    Returns:
+        The per-sample losses (b,), detached.
+    """
+    with torch.no_grad():
+        cond = model.condition(x_obj, M)  # masked x_obj equals masked x_ori
+        z_ori = model.encode(x_ori).float()
+        z_obj = model.encode(x_obj).float() if encode_obj else z_ori
+    d = core.draw_timesteps_and_noise(
+        z_ori.shape, generator=generators, num_train_timesteps=model.schedule.num_train_timesteps, gamma_max=gamma_max
+    )
+    dev = z_ori.device
+    draw = core.Draw(t=d.t.to(dev), gamma=d.gamma.to(dev), s=d.s.to(dev), eps=d.eps.to(dev))
+    channels = cond.channels.float()
+    emb = cond.prompt_embeds
+    weight = None if mask_weight == 1.0 else 1.0 + (mask_weight - 1.0) * cond.mask[:, None].float()
+
+    def model_fn(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        sample = torch.cat([z_t, channels], dim=1)
+        kwargs = {} if emb is None else {"encoder_hidden_states": emb}
+        return denoiser(sample, t, **kwargs, return_dict=False)[0].float()
+
+    with model.backend.state.use(cond.mask if sra else None, enabled=sra):
+        losses = objective(model_fn, z_ori, z_obj, draw, weight=weight)
+        backward(losses.mean())
+    return losses.detach()
+
+
+def _has_accelerator() -> bool:
+    if torch.cuda.is_available():
+        return True
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available())
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "eradiff": eradiff.__version__}
+    for name in ("torch", "diffusers", "accelerate", "transformers", "safetensors", "numpy"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            continue
+    try:
+        import subprocess
+
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        if res.returncode == 0:
+            out["git_commit"] = res.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is what we restore
+    state: dict[str, Any] = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor], rank: int) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npy = state["numpy"]
+    np.random.set_state((npy[0], np.asarray(npy[1], dtype=np.uint32), npy[2], npy[3], npy[4]))  # noqa: NPY002
+    torch.set_rng_state(tensors[f"torch/{rank}"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith(f"cuda/{rank}/")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _math_part(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that change the loss sequence (for a warning on resume)."""
+    out = json.loads(json.dumps(config))
+    out.pop("output_dir", None)
+    out.pop("checkpoint", None)
+    out.pop("log", None)
+    out.get("data", {}).pop("num_workers", None)
+    for k in ("max_steps", "max_nonfinite_steps"):
+        out.get("train", {}).pop(k, None)
+    return out
+
+
+class _Metrics:
+    """JSONL rows (and TensorBoard scalars when installed) on the main process."""
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool, truncate_after: int | None) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        if truncate_after is not None and self.path.exists():
+            rows = [line for line in self.path.read_text().splitlines() if line.strip()]
+            keep = [r for r in rows if json.loads(r).get("step", 0) <= truncate_after]
+            self.path.write_text("".join(r + "\n" for r in keep))
+        self.file = open(self.path, "a")  # noqa: SIM115 - closed in close()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                self.tb = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _progress(total: int, start: int, enabled: bool):
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[rate]} steps/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = progress.add_task("train", total=total, completed=start, loss="-", rate="-")
+    return progress, task
+
+
+def train(
+    config: TrainingConfig,
+    *,
+    resume: str | os.PathLike[str] | None = None,
+    dataset=None,
+    val_dataset=None,
+) -> TrainResult:
+    """Train (or continue training) an erasure model as ``config`` says.
+
+    Args:
+        config: the run configuration (``output_dir`` is the run folder).
+        resume: ``"latest"`` (the newest checkpoint in the run folder; a fresh start when there is
+            none), a checkpoint folder, or a run folder (its newest checkpoint).
+        dataset: a training data set to use instead of the one ``config.data`` describes (items:
+            dicts with ``x_ori``, ``x_obj`` (3, S, S) in [−1, 1] and ``mask`` (1, S, S) in {0, 1};
+            ``set_epoch(e)`` is called when it exists).
+        val_dataset: the validation set for the sample grid (default: built from the config).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ConfigError: a config that does not fit the model or the processes.
+        DataError: an empty data set, or fewer pairs than one global batch.
+        CheckpointError: a ``resume`` that names no readable checkpoint.
+        NonFiniteLossError: ``train.max_nonfinite_steps`` consecutive non-finite steps.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import gather_object
+
+    from eradiff.models.loading import save_checkpoint
+    from eradiff.train.config import ConfigError
+
+    # A fresh accelerate configuration per run (the process group, if any, is kept).
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    tc, oc = config.train, config.optim
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    # Several processes on a machine without an accelerator: accelerate only sets up gloo when told
+    # to use the CPU, otherwise every process would train alone and all would write the same run.
+    cpu = launched > 1 and not _has_accelerator()
+    accelerator = Accelerator(mixed_precision=tc.mixed_precision, gradient_accumulation_steps=tc.grad_accum, cpu=cpu)
+    device = accelerator.device
+    world, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if launched != world:
+        raise RuntimeError(
+            f"launched as {launched} processes (WORLD_SIZE), but accelerate set up {world}; "
+            "check the accelerate launch options"
+        )
+    if tc.mixed_precision == "fp16" and device.type == "cpu":
+        raise ConfigError("train.mixed_precision=fp16 needs a GPU (accelerate runs fp32 on the CPU); use bf16 or no")
+    B, A = tc.batch_size, tc.grad_accum
+    if B % (A * world) != 0:
+        raise ConfigError(
+            f"train.batch_size={B} must be a multiple of train.grad_accum × processes = {A} × {world} = {A * world}"
+        )
+    micro = B // (A * world)
+    run_dir = Path(config.output_dir)
+
+    # ---- resume target (every process reads the same folder)
+    resume_dir = ckpt.resolve_resume(str(resume), run_dir) if resume is not None else None
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_partial(run_dir)
+        (run_dir / "config.yaml").write_text(dump_config(config))
+        run_info = {
+            "versions": _versions(),
+            "argv": sys.argv,
+            "processes": world,
+            "device": str(device),
+            "mixed_precision": tc.mixed_precision,
+            "resumed_from": str(resume_dir) if resume_dir else None,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        run_file = run_dir / "run.json"
+        if run_file.is_file():  # a resumed run: keep what the earlier starts recorded
+            try:
+                earlier = json.loads(run_file.read_text())
+                run_info["earlier_starts"] = [
+                    *earlier.pop("earlier_starts", []),
+                    {k: earlier.get(k) for k in ("started", "processes", "resumed_from")},
+                ]
+            except (json.JSONDecodeError, AttributeError):
+                pass
+        run_file.write_text(json.dumps(run_info, indent=1))
+    accelerator.wait_for_everyone()
+
+    # ---- data
+    if dataset is None:
+        dataset, built_val = build_datasets(config)
+        val_dataset = built_val if val_dataset is None else val_dataset
+    n = len(dataset)
+    if n == 0:
+        raise DataError(f"the training set is empty (data.source={config.data.source}); check the data paths")
+    if n < B:
+        raise DataError(f"the training set has {n} pairs, fewer than one global batch (train.batch_size={B})")
+
+    # ---- model, objective, optimizer
+    torch.manual_seed(tc.seed)
+    model = build_model(config.model, crop_size=config.data.crop_size)
+    unet = model.unet
+    frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.mixed_precision, torch.float32)
+    if model.family == "latent":
+        model.vae.to(device)
+        if frozen_dtype != torch.float32:
+            model.vae.to(dtype=frozen_dtype)
+        model.vae.requires_grad_(False).eval()
+        if model.text_encoder is not None:
+            model.text_encoder.requires_grad_(False).eval()
+        model._prompt_cache = {k: v.to(device) for k, v in model._prompt_cache.items()}
+        model.text_encoder = None  # the empty-prompt embedding is cached; the encoder is not needed
+    model.device = device
+    if tc.gradient_checkpointing:
+        if not getattr(unet, "_supports_gradient_checkpointing", False):
+            raise ConfigError(f"train.gradient_checkpointing: {type(unet).__name__} does not support it")
+        unet.enable_gradient_checkpointing()
+    objective = build_objective(config.objective, model.schedule)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=oc.lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay)
+
+    def factor(i: int) -> float:
+        return lr_factor(
+            i, warmup_steps=oc.warmup_steps, schedule=oc.schedule, max_steps=tc.max_steps, min_lr_ratio=oc.min_lr_ratio
+        )
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    unet_ddp, optimizer = accelerator.prepare(unet, optimizer)
+    ema: EMA | None = None
+
+    # ---- state
+    step, epoch, index, opt_steps = 0, 0, 0, 0
+    nonfinite_total = nonfinite_run = 0
+    if resume_dir is not None:
+        state = ckpt.read_json(resume_dir / "state.json")
+        if state.get("format") != _STATE_FORMAT:
+            raise ckpt.CheckpointError(f"{resume_dir}: unknown checkpoint format {state.get('format')!r}")
+        try:
+            unet.load_state_dict(ckpt.load_tensors(resume_dir / "unet.safetensors"))
+        except RuntimeError as e:
+            raise ckpt.CheckpointError(f"{resume_dir}: the weights do not fit this model ({str(e)[:200]})") from None
+        opt_file = resume_dir / "optimizer.pt"
+        if not opt_file.is_file():
+            raise ckpt.CheckpointError(f"checkpoint file {opt_file} is missing")
+        optimizer.load_state_dict(torch.load(opt_file, map_location="cpu", weights_only=True))
+        scheduler.load_state_dict(state["lr_scheduler"])
+        if accelerator.scaler is not None and state.get("grad_scaler"):
+            accelerator.scaler.load_state_dict(state["grad_scaler"])
+        if tc.ema_decay is not None and is_main:
+            ema = EMA(unet, tc.ema_decay)
+            ema_file = resume_dir / "ema.safetensors"
+            if ema_file.is_file():
+                ema.shadow = ckpt.load_tensors(ema_file)
+                ema.updates = int(state.get("ema_updates", 0))
+        step, opt_steps = int(state["step"]), int(state["optimizer_steps"])
+        epoch, index = int(state["epoch"]), int(state["index"])
+        nonfinite_total, nonfinite_run = int(state["nonfinite_total"]), int(state["nonfinite_consecutive"])
+        if int(state.get("dataset_len", n)) != n:
+            accelerator.print(
+                f"warning: the training set has {n} pairs, the checkpoint was made with {state['dataset_len']}; "
+                f"continuing from the start of epoch {epoch + 1}"
+            )
+            epoch, index = epoch + 1, 0
+        if int(state.get("world_size", world)) == world:
+            _set_rng_state(state["rng"][rank], ckpt.load_tensors(resume_dir / "rng.safetensors"), rank)
+        old_cfg = resume_dir / "config.yaml"
+        if is_main and old_cfg.is_file():
+            import yaml
+
+            old = _math_part(config_from_dict(yaml.safe_load(old_cfg.read_text())).to_dict())
+            if old != _math_part(config.to_dict()):
+                accelerator.print(f"warning: the config differs from {old_cfg} in keys that change the results")
+    if ema is None and tc.ema_decay is not None and is_main:
+        ema = EMA(unet, tc.ema_decay)
+    if ema is not None:
+        ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
+
+    # ---- fixed validation batch for the sample grid
+    preview_batch = None
+    if is_main and config.log.sample_every > 0:
+        source = val_dataset if val_dataset is not None else dataset
+        if hasattr(source, "set_epoch"):
+            source.set_epoch(0)
+        items = [source[i] for i in range(min(config.log.sample_count, len(source)))]
+        preview_batch = {k: torch.stack([it[k] for it in items]) for k in ("x_ori", "x_obj", "mask")}
+
+    metrics = _Metrics(run_dir, tensorboard=config.log.tensorboard, truncate_after=step) if is_main else None
+    bar = _progress(tc.max_steps, step, config.log.progress and is_main)
+    result = TrainResult(run_dir=run_dir, step=step, nonfinite_steps=nonfinite_total)
+
+    def loader_for(e: int, start: int):
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(e)
+        plan = _EpochPlan(n=n, batch=B, accum=A, world=world, rank=rank, seed=tc.seed, epoch=e, start=start)
+        return iter(
+            DataLoader(
+                dataset,
+                batch_sampler=plan,
+                num_workers=config.data.num_workers,
+                pin_memory=device.type == "cuda",
+                generator=torch.Generator().manual_seed(sample_seed(tc.seed, _STREAM_ORDER, e, 1)),
+            )
+        )
+
+    def micro_losses(batch: dict[str, torch.Tensor], k: int, j0: int) -> torch.Tensor:
+        x_ori, x_obj, M = to_device_batch(batch, device)
+        gens = [torch.Generator().manual_seed(sample_seed(tc.seed, _STREAM_DRAW, k, j0 + i)) for i in range(len(x_ori))]
+        return micro_step(
+            model, unet_ddp, objective, x_ori, x_obj, M, gens,
+            encode_obj=config.objective.kind != "standard", gamma_max=config.objective.gamma_max,
+            mask_weight=config.objective.mask_weight, sra=config.model.sra, backward=accelerator.backward,
+        )  # fmt: skip
+
+    def save(at_step: int) -> Path | None:
+        rng = gather_object([_rng_state()])
+        path = None
+        if is_main:
+            path = ckpt.checkpoint_dir(run_dir, at_step)
+
+            def write(tmp: Path) -> None:
+                ckpt.save_tensors(tmp / "unet.safetensors", unet.state_dict())
+                if ema is not None:
+                    ckpt.save_tensors(tmp / "ema.safetensors", ema.shadow)
+                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+                tensors = {}
+                for r, s in enumerate(rng):
+                    tensors[f"torch/{r}"] = s["torch"]
+                    for i, c in enumerate(s["cuda"]):
+                        tensors[f"cuda/{r}/{i}"] = c
+                ckpt.save_tensors(tmp / "rng.safetensors", tensors)
+                ckpt.write_json(
+                    tmp / "state.json",
+                    {
+                        "format": _STATE_FORMAT,
+                        "step": at_step,
+                        "epoch": epoch,
+                        "index": index,
+                        "dataset_len": n,
+                        "samples_seen": at_step * B,
+                        "optimizer_steps": opt_steps,
+                        "nonfinite_total": nonfinite_total,
+                        "nonfinite_consecutive": nonfinite_run,
+                        "ema_updates": ema.updates if ema is not None else 0,
+                        "lr_scheduler": scheduler.state_dict(),
+                        "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+                        "world_size": world,
+                        "rng": [{"python": s["python"], "numpy": s["numpy"]} for s in rng],
+                        "versions": _versions(),
+                    },
+                )
+                (tmp / "config.yaml").write_text(dump_config(config))
+
+            ckpt.write_atomic_dir(path, write)
+            ckpt.prune_checkpoints(run_dir, config.checkpoint.keep_last)
+            result.checkpoints.append(path)
+        accelerator.wait_for_everyone()
+        return path
+
+    def preview(at_step: int) -> None:
+        from eradiff.train.preview import erase_preview, save_grid
+
+        x_ori, x_obj, M = to_device_batch(preview_batch, device)
+        unet.eval()
+        try:
+            with ema.applied(unet) if ema is not None else contextlib.nullcontext():
+                out = erase_preview(model, x_obj, M, steps=config.log.sample_steps, seed=tc.seed, sra=config.model.sra)
+        finally:
+            unet.train()
+        save_grid(run_dir / "samples" / f"step-{at_step:08d}.png", [x_obj, M, out, x_ori])
+
+    # ---- loop
+    window: list[float] = []
+    window_start = time.perf_counter()
+    window_steps = 0
+    grad_norm = float("nan")
+    last_saved = None
+    it = None
+    fp16 = tc.mixed_precision == "fp16"
+    started = time.perf_counter()
+    steps_this_call = 0
+    if bar is not None:
+        bar[0].start()
+    try:
+        while step < tc.max_steps:
+            if it is None:
+                it = loader_for(epoch, index)
+            local = torch.zeros((), dtype=torch.float64, device=device)
+            for m in range(A):
+                batch = next(it)
+                with accelerator.accumulate(unet_ddp):
+                    local += micro_losses(batch, step, m * (B // A) + rank * micro).double().sum()
+                    if m == A - 1:
+                        norm = accelerator.clip_grad_norm_(
+                            unet_ddp.parameters(), oc.grad_clip if oc.grad_clip is not None else float("inf")
+                        )
+                        grad_norm = float(norm) if norm is not None else float("nan")
+                        loss = float(accelerator.reduce(local, reduction="sum")) / B
+                        finite = math.isfinite(loss) and (fp16 or norm is None or math.isfinite(grad_norm))
+                        if fp16:  # the grad scaler skips non-finite gradients itself and lowers its scale
+                            optimizer.step()
+                            stepped = not accelerator.optimizer_step_was_skipped and math.isfinite(loss)
+                        else:
+                            stepped = finite
+                            if stepped:
+                                optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+            if stepped:
+                scheduler.step()
+                opt_steps += 1
+                if ema is not None:
+                    ema.update(unet)
+            if finite:
+                nonfinite_run = 0
+            else:
+                nonfinite_total += 1
+                nonfinite_run += 1
+            step += 1
+            steps_this_call += 1
+            index += B
+            if index + B > n:
+                epoch, index, it = epoch + 1, 0, None
+            result.losses.append(loss if finite else float("nan"))
+            if finite:
+                window.append(loss)
+            window_steps += 1
+
+            if bar is not None:
+                rate = steps_this_call / max(time.perf_counter() - started, 1e-9)
+                bar[0].update(bar[1], completed=step, loss=f"{loss:.4f}", rate=f"{rate:.2f}")
+            if metrics is not None and (step % config.log.every == 0 or step == tc.max_steps):
+                dt = max(time.perf_counter() - window_start, 1e-9)
+                metrics.write(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": float(np.mean(window)) if window else float("nan"),
+                        "loss_last": loss,
+                        "lr": float(scheduler.get_last_lr()[0]),
+                        "grad_norm": grad_norm,
+                        "steps_per_s": window_steps / dt,
+                        "samples_per_s": window_steps * B / dt,
+                        "nonfinite_total": nonfinite_total,
+                        "ema_decay": ema.current_decay() if ema is not None else None,
+                        "data_rejected": sum(getattr(dataset, "rejected", {}).values()),
+                    }
+                )
+                window, window_steps, window_start = [], 0, time.perf_counter()
+            if nonfinite_run >= tc.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"{nonfinite_run} consecutive steps had a non-finite loss or gradient (step {step}); "
+                    f"lower optim.lr, set optim.grad_clip, or check the data"
+                )
+            if preview_batch is not None and step % config.log.sample_every == 0:
+                preview(step)
+            if config.checkpoint.every and step % config.checkpoint.every == 0:
+                save(step)
+                last_saved = step
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        if metrics is not None:
+            metrics.close()
+
+    if last_saved != step and steps_this_call > 0:
+        save(step)
+    if preview_batch is not None and step % config.log.sample_every != 0 and steps_this_call > 0:
+        preview(step)
+    if is_main:
+        export = run_dir / "model.safetensors"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[config.checkpoint.export_dtype]
+        with ema.applied(unet) if ema is not None else contextlib.nullcontext():
+            save_checkpoint(model, export, dtype=dtype)
+        result.export_path = export
+    accelerator.wait_for_everyone()
+    result.step = step
+    result.nonfinite_steps = nonfinite_total
+    rejected = dict(getattr(dataset, "rejected", {}))
+    result.data_rejected = {str(k): int(v) for k, v in rejected.items()}
+    accelerator.end_training()
+    return result
