@@ -25,3 +25,7 @@ def _root(
 from eradiff.cli.erase import erase_command  # noqa: E402  (commands register below the app)
 
 app.command("erase", no_args_is_help=True)(erase_command)
+
+from eradiff.cli.train import train_command  # noqa: E402
+
+app.command("train")(train_command)
