@@ -58,7 +58,7 @@ import eradiff
 import eradiff.core as core
 from eradiff.train import checkpoint as ckpt
 from eradiff.train.build import DataError, build_datasets, build_model, build_objective, to_device_batch
-from eradiff.train.config import TrainingConfig, config_from_dict, dump_config
+from eradiff.train.config import ConfigError, TrainingConfig, config_from_dict, dump_config
 
 __all__ = ["EMA", "NonFiniteLossError", "TrainResult", "lr_factor", "micro_step", "sample_seed", "train"]
 
@@ -379,7 +379,6 @@ def train(
     from accelerate.utils import gather_object
 
     from eradiff.models.loading import save_checkpoint
-    from eradiff.train.config import ConfigError
 
     # A fresh accelerate configuration per run (the process group, if any, is kept).
     AcceleratorState._reset_state()
@@ -393,7 +392,7 @@ def train(
     device = accelerator.device
     world, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     if launched != world:
-        raise RuntimeError(
+        raise ConfigError(
             f"launched as {launched} processes (WORLD_SIZE), but accelerate set up {world}; "
             "check the accelerate launch options"
         )
@@ -409,6 +408,11 @@ def train(
 
     # ---- resume target (every process reads the same folder)
     resume_dir = ckpt.resolve_resume(str(resume), run_dir) if resume is not None else None
+    if resume is None and (existing := ckpt.latest_checkpoint(run_dir)) is not None:
+        raise ConfigError(
+            f"output_dir {run_dir} already holds checkpoints (newest: {existing.name}); "
+            "pass --resume latest to continue that run, or choose another --output"
+        )
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial(run_dir)

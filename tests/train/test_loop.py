@@ -1,8 +1,8 @@
 """The training loop on CPU with a tiny pixel model (and a tiny SD2-inpainting model) on toy data.
 
-Covers: each objective lowers its loss; resume repeats an uninterrupted run exactly; the result
-does not depend on gradient accumulation or DataLoader workers; gradient checkpointing keeps the
-SRA mask through backward; atomic, pruned checkpoints; the NaN guard; data errors; exported
+Covers: each objective lowers its loss; resume repeats an uninterrupted run exactly (also after a
+SIGKILL of a real ``eradiff train`` process); the result does not depend on gradient accumulation
+or DataLoader workers; gradient checkpointing keeps the SRA mask through backward; atomic, pruned checkpoints; the NaN guard; data errors; exported
 weights load with ``eradiff.models.loading``; the latent family trains with VAE and text encoder
 frozen; unreadable files are skipped and counted.
 """
@@ -152,6 +152,8 @@ def test_resume_latest_without_checkpoint_starts_fresh_and_bad_paths_fail(tmp_pa
     assert res.step == 2
     with pytest.raises(CheckpointError, match="no such checkpoint folder"):
         train(tiny(tmp_path / "r2", "train.max_steps=2"), resume=tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="already holds checkpoints .newest: ckpt-00000002.; pass --resume latest"):
+        train(tiny(tmp_path / "r", "train.max_steps=2"))  # a fresh start would mix two runs' checkpoints
     # a run that already reached max_steps does nothing more and keeps its checkpoint
     again = train(tiny(tmp_path / "r", "train.max_steps=2", "checkpoint.every=0"), resume="latest")
     assert again.step == 2 and again.losses == []
@@ -349,3 +351,58 @@ def test_fp16_on_cpu_is_refused(tmp_path):
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="train.mixed_precision=fp16 needs a GPU"):
         train(tiny(tmp_path, "train.mixed_precision=fp16"))
+
+
+def test_model_init_starts_from_an_exported_file(tmp_path):
+    first = train(tiny(tmp_path / "a", "train.max_steps=2", "checkpoint.every=0"))
+    cfg = tiny(tmp_path / "b", f"model.init={first.export_path}")
+    model = build_model(cfg.model, crop_size=cfg.data.crop_size)
+    exported = _state(first.export_path)
+    for k, v in model.unet.state_dict().items():
+        assert torch.equal(v, exported[k].float()), k
+    other = tiny(tmp_path / "c", f"model.init={first.export_path}", "model.unet.block_out_channels=[16, 16]")
+    with pytest.raises(ConfigError, match="does not fit model.unet"):
+        build_model(other.model, crop_size=other.data.crop_size)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL a real `eradiff train` process once it has checkpointed (possibly mid-save), resume
+    it in a new process, and compare with an uninterrupted in-process run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    over = ["train.max_steps=12", "checkpoint.every=2", "checkpoint.keep_last=3", "log.every=1", "data.size=32"]
+    run = tmp_path / "killed"
+    sets = [a for o in [*QUIET, *over] for a in ("--set", o)]
+    cmd = [sys.executable, "-m", "eradiff.cli", "train", "--config", str(TINY), "--output", str(run), *sets]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "ckpt-00000004").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within the time limit"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    reached = max(s for s, _ in find_checkpoints(run))
+    assert reached < 12, "the run finished before it was killed"
+    res = subprocess.run([*cmd, "--resume", "latest"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+    train(tiny(tmp_path / "whole", *over))
+    _assert_same(
+        _state(run / "ckpt-00000012" / "unet.safetensors"),
+        _state(tmp_path / "whole" / "ckpt-00000012" / "unet.safetensors"),
+    )
+    rows = {r["step"]: r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    whole = {
+        r["step"]: r["loss"] for r in map(json.loads, (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines())
+    }
+    assert rows == whole
