@@ -2,9 +2,10 @@
 
 Covers: each objective lowers its loss; resume repeats an uninterrupted run exactly (also after a
 SIGKILL of a real ``eradiff train`` process); the result does not depend on gradient accumulation
-or DataLoader workers; gradient checkpointing keeps the SRA mask through backward; atomic, pruned checkpoints; the NaN guard; data errors; exported
-weights load with ``eradiff.models.loading``; the latent family trains with VAE and text encoder
-frozen; unreadable files are skipped and counted.
+or DataLoader workers; gradient checkpointing keeps the SRA mask through backward; atomic, pruned
+checkpoints; the NaN guard; data errors; exported weights load with ``eradiff.models.loading``;
+the latent family trains with VAE and text encoder frozen; unreadable files are skipped and
+counted.
 """
 
 import json
