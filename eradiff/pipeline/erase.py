@@ -254,21 +254,34 @@ def erase(
     start = time.perf_counter()
     M = _check_inputs(image, mask)
     H, W = M.shape
+    rows, cols = np.flatnonzero(M.any(axis=1)), np.flatnonzero(M.any(axis=0))
     report = EraseReport(seed=options.seed, steps_run=int(options.steps * options.strength), sra=options.sra,
-                         masked_pixels=int(M.sum()), dilated_pixels=0)  # fmt: skip
-    if not M.any():
+                         masked_pixels=0, dilated_pixels=0)  # fmt: skip
+    if rows.size == 0:
         message = "the mask is empty: nothing to erase, the image is copied unchanged"
         warnings.warn(message, stacklevel=2)
         report.warnings.append(message)
         report.seconds = time.perf_counter() - start
         return EraseResult(image=image.copy(), report=report)
-    if M.all():
+    # 1–2. dilate and plan windows inside the mask's bounding box grown by what can reach out of it,
+    # so a small mask on a large photo costs small-array work only
+    whole = max(H, W) <= options.crop_trigger
+    reach = options.dilate + options.crop_margin + 1
+    rx0, ry0 = (0, 0) if whole else (max(0, int(cols[0]) - reach), max(0, int(rows[0]) - reach))
+    rx1, ry1 = (W, H) if whole else (min(W, int(cols[-1]) + 1 + reach), min(H, int(rows[-1]) + 1 + reach))
+    M_r = M[ry0:ry1, rx0:rx1]
+    report.masked_pixels = int(M_r.sum())
+    if report.masked_pixels == H * W:
         raise InputError("the mask covers the whole image: there is no background to fill from")
-    dilated = dilate_mask(M, options.dilate)
-    if dilated.all():
-        raise InputError(f"the mask dilated by {options.dilate} px covers the whole image; lower dilate")
+    dilated = dilate_mask(M_r, options.dilate)  # region coordinates
     report.dilated_pixels = int(dilated.sum())
-    boxes = mask_windows(dilated, trigger=options.crop_trigger, margin=options.crop_margin)
+    if report.dilated_pixels == H * W:
+        raise InputError(f"the mask dilated by {options.dilate} px covers the whole image; lower dilate")
+    if whole:
+        boxes = [(0, 0, W, H)]
+    else:
+        region_boxes = mask_windows(dilated, trigger=1, margin=options.crop_margin)
+        boxes = [(x0 + rx0, y0 + ry0, x1 + rx0, y1 + ry0) for x0, y0, x1, y1 in region_boxes]
     out = image.copy()
     top = float(np.iinfo(image.dtype).max)
     for k, box in enumerate(boxes):
@@ -277,7 +290,8 @@ def erase(
         geometry = window_geometry(box, native_size=model.native_size, size_multiple=model.size_multiple)
         crop = image[y0:y1, x0:x1]
         rgb = resize(_colour(crop) / top, geometry.size)
-        m = resize_mask(dilated[y0:y1, x0:x1], geometry.size)
+        dilated_w = dilated[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
+        m = resize_mask(dilated_w, geometry.size)
         rgb_p, m_p = pad_to(rgb, geometry.padded), pad_to(m, geometry.padded)
         generator = torch.Generator().manual_seed(options.seed + k)
 
@@ -288,7 +302,7 @@ def erase(
         generated = erase_window(model, rgb_p, m_p, options, generator=generator, callback=step)
         generated = resize(generated[: geometry.size[1], : geometry.size[0]], (x1 - x0, y1 - y0))
         generated = _as_layout(np.clip(generated, 0.0, 1.0) * top, crop)
-        alpha = feather_alpha(M[y0:y1, x0:x1], dilated[y0:y1, x0:x1], feather=options.feather)
+        alpha = feather_alpha(M[y0:y1, x0:x1], dilated_w, feather=options.feather)
         out[y0:y1, x0:x1] = blend(crop, generated, alpha)
         report.windows.append(WindowReport(box=box, model_size=geometry.padded, seconds=time.perf_counter() - t0))
     report.seconds = time.perf_counter() - start
