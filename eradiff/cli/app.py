@@ -29,3 +29,7 @@ app.command("erase", no_args_is_help=True)(erase_command)
 from eradiff.cli.train import train_command  # noqa: E402
 
 app.command("train")(train_command)
+
+from eradiff.cli.eval import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)

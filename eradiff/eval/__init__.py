@@ -1,0 +1,1 @@
+"""Evaluation of erasure methods: triples, methods, metrics engine and reports (``eradiff eval``)."""
