@@ -139,7 +139,7 @@ def test_empty_mask_copies_with_warning_exit_zero(tmp_path, pixel_file):
         ("p", ["p.png", "nope.png"], 1, "mask 'nope.png': no such file"),
         ("pm", ["p.png", "m.png", "-o", "p.png"], 1, "would overwrite an input"),
         ("pm", ["p.png", "m.png", "-o", "m.png"], 1, "would overwrite an input"),
-        ("pm", ["p.png", "m.png", "--backend", "onnx"], 2, "backend 'onnx' is not available"),
+        ("pm", ["p.png", "m.png", "--backend", "tpu"], 2, "backend 'tpu' is not available"),
         ("pm", ["p.png", "m.png", "--device", "tpu"], 2, "device 'tpu' is not valid"),
         ("pm", ["p.png", "m.png", "--format", "gif"], 2, "format 'gif' is not supported"),
         ("pm", ["p.png", "m.png", "--strength", "0"], 2, "strength must be in (0, 1]"),
