@@ -95,7 +95,9 @@ def tiny_sd2_inpaint_folder(folder: str | Path, *, seed: int = 0, sample_size: i
     return folder
 
 
-def tiny_pixel_config(*, factor: int = 2, native_size: int = 32, fill: str = "telea") -> PixelModelConfig:
+def tiny_pixel_config(
+    *, factor: int = 2, native_size: int = 32, fill: str = "telea", space: str = "pixel"
+) -> PixelModelConfig:
     """A small pixel-family config: UNet2DModel (32, 64) with attention at the lower level."""
     c = 3 * factor * factor
     unet = dict(
@@ -103,7 +105,9 @@ def tiny_pixel_config(*, factor: int = 2, native_size: int = 32, fill: str = "te
         block_out_channels=[32, 64], down_block_types=["DownBlock2D", "AttnDownBlock2D"],
         up_block_types=["AttnUpBlock2D", "UpBlock2D"], layers_per_block=1, attention_head_dim=8, norm_num_groups=8,
     )  # fmt: skip
-    return PixelModelConfig(unet=unet, factor=factor, fill=fill, native_size=native_size, name="tiny-pixel")
+    return PixelModelConfig(
+        unet=unet, factor=factor, fill=fill, space=space, native_size=native_size, name="tiny-pixel"
+    )
 
 
 def tiny_pixel_file(path: str | Path, *, seed: int = 0, **config: Any) -> Path:

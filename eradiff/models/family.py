@@ -14,7 +14,9 @@ Two families:
 * :class:`PixelInpaintModel` — the small built-in family: ``UNet2DModel`` on the exactly
   invertible pixel-unshuffled image (factor f: (3, H, W) → (3f², H/f, W/f)), with the mask and a
   hole-filled copy of the image (OpenCV Telea, or zeros) as conditioning. No VAE, so nothing
-  outside the mask is ever approximated.
+  outside the mask is ever approximated. With ``space="residual"`` the diffusion runs on the
+  residual x − fill (unshuffled): the chain starts, in effect, from the classical fill and only has
+  to add what the fill lacks (texture, structure); encode/decode then need the conditioning.
 """
 
 from __future__ import annotations
@@ -114,12 +116,14 @@ class Conditioning:
         mask: the latent-grid mask (b, h, w) bool (any-pixel rule; SRA and re-imposition use it).
         prompt_embeds: text embeddings, (b, L, D) or (2b, L, D) with guidance; None for pixel models.
         guidance_scale: classifier-free guidance weight (1 = off).
+        fill: the hole-filled image (b, 3, H, W) in [−1, 1] for residual-space models, else None.
     """
 
     channels: Tensor
     mask: Tensor
     prompt_embeds: Tensor | None = None
     guidance_scale: float = 1.0
+    fill: Tensor | None = None
 
 
 class ErasureModel:
@@ -133,12 +137,17 @@ class ErasureModel:
     backend: UNetBackend
     device: torch.device
     dtype: torch.dtype
+    clip_x0: float | None = None  # the sampler clips x̂_0 to [−clip_x0, clip_x0] (None: no clipping)
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Images (b, 3, H, W) in [−1, 1] → the denoised space (b, C, h, w)."""
+    def encode(self, x: Tensor, cond: Conditioning | None = None) -> Tensor:
+        """Images (b, 3, H, W) in [−1, 1] → the denoised space (b, C, h, w).
+
+        ``cond`` (from :meth:`condition` on the same window and mask) is required by models whose
+        space depends on it (residual pixel models) and ignored by the others.
+        """
         raise NotImplementedError
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, cond: Conditioning | None = None) -> Tensor:
         """Inverse of :meth:`encode` → images (b, 3, H, W) in [−1, 1] (not clamped)."""
         raise NotImplementedError
 
@@ -205,6 +214,7 @@ class PixelModelConfig:
         set_alpha_to_one=True).to_dict())  # fmt: skip
     factor: int = 4
     fill: str = "telea"
+    space: str = "pixel"
     native_size: int = 256
     name: str = "eradiff-pixel"
     family: str = "pixel"
@@ -251,8 +261,17 @@ class PixelInpaintModel(ErasureModel):
         self.fill: FillKind = config.fill  # type: ignore[assignment]
         if self.fill not in ("telea", "zeros"):
             raise ValueError(f"fill={self.fill!r} is not valid; choose one of 'telea', 'zeros'")
+        if config.space not in ("pixel", "residual"):
+            raise ValueError(f"space={config.space!r} is not valid; choose one of 'pixel', 'residual'")
+        self.space = config.space
+        self.clip_x0 = 1.0 if self.space == "pixel" else 2.0
         self.schedule = ScheduleConfig(**config.schedule)
-        self.unet = unet if unet is not None else UNet2DModel(**config.unet)
+        if unet is None:
+            unet = UNet2DModel(**config.unet)
+            if self.space == "residual":  # a fresh residual model starts as "the fill": output 0
+                torch.nn.init.zeros_(unet.conv_out.weight)
+                torch.nn.init.zeros_(unet.conv_out.bias)
+        self.unet = unet
         levels = len(self.unet.config.block_out_channels)
         self.native_size = config.native_size
         self.size_multiple = self.factor * 2 ** (levels - 1)
@@ -266,11 +285,19 @@ class PixelInpaintModel(ErasureModel):
         self.unet.to(self.device, self.dtype)
         return self
 
-    def encode(self, x: Tensor) -> Tensor:
+    def _fill(self, cond: Conditioning | None) -> Tensor:
+        if cond is None or cond.fill is None:
+            raise ValueError("a residual-space model needs cond=model.condition(x, M) to encode or decode")
+        return cond.fill
+
+    def encode(self, x: Tensor, cond: Conditioning | None = None) -> Tensor:
+        if self.space == "residual":
+            x = x - self._fill(cond).to(x.dtype)
         return F.pixel_unshuffle(x, self.factor)
 
-    def decode(self, z: Tensor) -> Tensor:
-        return F.pixel_shuffle(z, self.factor)
+    def decode(self, z: Tensor, cond: Conditioning | None = None) -> Tensor:
+        x = F.pixel_shuffle(z, self.factor)
+        return x + self._fill(cond).to(x.dtype) if self.space == "residual" else x
 
     def latent_mask(self, M: Tensor) -> Tensor:
         return core.downsample_mask(M, factor=self.factor)
@@ -281,8 +308,8 @@ class PixelInpaintModel(ErasureModel):
         hole = M[:, None]
         filled = telea_fill(x, M) if self.fill == "telea" else x.masked_fill(hole, 0.0)
         mask_ch = F.pixel_unshuffle(hole.to(x.dtype), self.factor)
-        channels = torch.cat([mask_ch, self.encode(filled)], dim=1)
-        return Conditioning(channels=channels, mask=self.latent_mask(M))
+        channels = torch.cat([mask_ch, F.pixel_unshuffle(filled, self.factor)], dim=1)
+        return Conditioning(channels=channels, mask=self.latent_mask(M), fill=filled)
 
     def config_dict(self) -> dict[str, Any]:
         cfg = asdict(self.config)
@@ -353,10 +380,10 @@ class LatentInpaintModel(ErasureModel):
         self._prompt_cache[prompt] = emb.to(self.device, self.dtype)
         return self._prompt_cache[prompt]
 
-    def encode(self, x: Tensor) -> Tensor:
+    def encode(self, x: Tensor, cond: Conditioning | None = None) -> Tensor:
         return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode() * self.scaling_factor
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, cond: Conditioning | None = None) -> Tensor:
         return self.vae.decode(z / self.scaling_factor, return_dict=False)[0]
 
     def latent_mask(self, M: Tensor) -> Tensor:

@@ -208,10 +208,10 @@ def erase_window(
     x_model = x.to(dtype)
     cond = model.condition(x_model, M, prompt=options.prompt, guidance_scale=options.guidance_scale)
     reimpose = options.reimpose_known if options.reimpose_known is not None else model.family == "pixel"
-    z_known = model.encode(x_model).float()
+    z_known = model.encode(x_model, cond).float()
     z_init = z_known
     if options.strength < 1.0 and options.init == "telea":
-        z_init = model.encode(telea_fill(x, M).to(dtype)).float()
+        z_init = model.encode(telea_fill(x, M).to(dtype), cond).float()
     keep = ~cond.mask[:, None] if reimpose else None
 
     def denoise(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -220,9 +220,9 @@ def erase_window(
     z0 = ddim_sample(
         denoise, z_init, schedule=model.schedule, generators=[generator], steps=options.steps,
         strength=options.strength, eta=options.eta, z_known=z_known if reimpose else None, keep=keep,
-        clip_x0=1.0 if model.family == "pixel" else None, callback=callback,
+        clip_x0=model.clip_x0, callback=callback,
     )  # fmt: skip
-    out = model.decode(z0.to(dtype)).float().clamp(-1, 1)
+    out = model.decode(z0.to(dtype), cond).float().clamp(-1, 1)
     return ((out[0].permute(1, 2, 0).cpu().numpy() + 1) / 2).astype(np.float32)
 
 

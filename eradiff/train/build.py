@@ -57,6 +57,7 @@ def build_model(config: ModelConfig, *, crop_size: int) -> ErasureModel:
             schedule=ScheduleConfig(**schedule).to_dict(),
             factor=config.factor,
             fill=config.fill,
+            space=config.space,
             native_size=config.native_size or crop_size,
             name=config.name,
         )

@@ -123,6 +123,7 @@ class ModelConfig:
     unet: dict[str, Any] | None = None
     factor: int = 4
     fill: Literal["telea", "zeros"] = "telea"
+    space: Literal["pixel", "residual"] = "pixel"
     native_size: int | None = None
     schedule: dict[str, Any] | None = None
     name: str = "eradiff-pixel"

@@ -210,8 +210,8 @@ def micro_step(
     """
     with torch.no_grad():
         cond = model.condition(x_obj, M)  # masked x_obj equals masked x_ori
-        z_ori = model.encode(x_ori).float()
-        z_obj = model.encode(x_obj).float() if encode_obj else z_ori
+        z_ori = model.encode(x_ori, cond).float()
+        z_obj = model.encode(x_obj, cond).float() if encode_obj else z_ori
     d = core.draw_timesteps_and_noise(
         z_ori.shape, generator=generators, num_train_timesteps=model.schedule.num_train_timesteps, gamma_max=gamma_max
     )

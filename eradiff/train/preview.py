@@ -41,7 +41,7 @@ def erase_preview(model: ErasureModel, x_obj: Tensor, M: Tensor, *, steps: int, 
     from eradiff.pipeline.sampler import ddim_sample
 
     cond = model.condition(x_obj, M)
-    z_known = model.encode(x_obj).float()
+    z_known = model.encode(x_obj, cond).float()
     generators = [torch.Generator().manual_seed(seed + i) for i in range(x_obj.shape[0])]
     z = ddim_sample(
         lambda z_t, t: model.model_output(z_t.to(model.dtype), t, cond, sra=sra),
@@ -51,9 +51,10 @@ def erase_preview(model: ErasureModel, x_obj: Tensor, M: Tensor, *, steps: int, 
         steps=steps,
         z_known=z_known,
         keep=~cond.mask[:, None].to(z_known.device),
+        clip_x0=model.clip_x0,
     )
     vae = getattr(model, "vae", None)  # the frozen VAE may run in the mixed-precision dtype
-    x = model.decode(z.to(vae.dtype if vae is not None else model.dtype)).float().clamp(-1, 1)
+    x = model.decode(z.to(vae.dtype if vae is not None else model.dtype), cond).float().clamp(-1, 1)
     return torch.where(M[:, None], x, x_obj.float())
 
 
