@@ -138,6 +138,7 @@ class ErasureModel:
     device: torch.device
     dtype: torch.dtype
     clip_x0: float | None = None  # the sampler clips x̂_0 to [−clip_x0, clip_x0] (None: no clipping)
+    crop_trigger: int = 800  # images with a longer side up to this are erased whole (IOPaint's default)
 
     def encode(self, x: Tensor, cond: Conditioning | None = None) -> Tensor:
         """Images (b, 3, H, W) in [−1, 1] → the denoised space (b, C, h, w).
@@ -274,6 +275,7 @@ class PixelInpaintModel(ErasureModel):
         self.unet = unet
         levels = len(self.unet.config.block_out_channels)
         self.native_size = config.native_size
+        self.crop_trigger = config.native_size
         self.size_multiple = self.factor * 2 ** (levels - 1)
         self.backend = TorchUNetBackend(self.unet)
         self.device = torch.device("cpu")

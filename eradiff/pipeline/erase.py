@@ -33,7 +33,6 @@ from eradiff.pipeline.blend import blend, feather_alpha
 from eradiff.pipeline.sampler import ddim_sample
 from eradiff.pipeline.windows import (
     CROP_MARGIN,
-    CROP_TRIGGER,
     Box,
     dilate_mask,
     mask_windows,
@@ -67,7 +66,9 @@ class EraseOptions:
         init: what ``strength < 1`` noises: ``"noise"`` — the original image, object included
             (the paper's Sec. 5.4 setting); ``"telea"`` — the image with the hole filled by
             OpenCV Telea. Irrelevant at strength 1 (pure noise).
-        crop_trigger: images whose longer side is at most this are processed whole, px ≥ 1.
+        crop_trigger: images whose longer side is at most this are processed whole, px ≥ 1; None = the
+            model's own (``model.crop_trigger``: 800 as IOPaint for SD-class models, the native size
+            for the small pixel family, whose 256 px windows would otherwise shrink a whole photo).
         crop_margin: context margin around each mask region in cropped windows, px ≥ 0.
     """
 
@@ -82,7 +83,7 @@ class EraseOptions:
     guidance_scale: float = 1.0
     reimpose_known: bool | None = None
     init: InitKind = "noise"
-    crop_trigger: int = CROP_TRIGGER
+    crop_trigger: int | None = None
     crop_margin: int = CROP_MARGIN
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ class EraseOptions:
             raise ValueError(f"guidance_scale must be ≥ 1 (1 = off), got {self.guidance_scale}")
         if self.init not in INIT_KINDS:
             raise ValueError(f"init={self.init!r} is not valid; choose one of {', '.join(map(repr, INIT_KINDS))}")
-        if self.crop_trigger < 1 or self.crop_margin < 0:
+        if (self.crop_trigger is not None and self.crop_trigger < 1) or self.crop_margin < 0:
             raise ValueError(f"crop_trigger must be ≥ 1, crop_margin ≥ 0; got {self.crop_trigger}, {self.crop_margin}")
 
 
@@ -265,7 +266,8 @@ def erase(
         return EraseResult(image=image.copy(), report=report)
     # 1–2. dilate and plan windows inside the mask's bounding box grown by what can reach out of it,
     # so a small mask on a large photo costs small-array work only
-    whole = max(H, W) <= options.crop_trigger
+    trigger = options.crop_trigger if options.crop_trigger is not None else model.crop_trigger
+    whole = max(H, W) <= trigger
     reach = options.dilate + options.crop_margin + 1
     rx0, ry0 = (0, 0) if whole else (max(0, int(cols[0]) - reach), max(0, int(rows[0]) - reach))
     rx1, ry1 = (W, H) if whole else (min(W, int(cols[-1]) + 1 + reach), min(H, int(rows[-1]) + 1 + reach))
