@@ -33,3 +33,5 @@ app.command("train")(train_command)
 from eradiff.cli.eval import eval_command  # noqa: E402
 
 app.command("eval")(eval_command)
+
+import eradiff.cli.export  # noqa: E402,F401  (registers `eradiff export`)

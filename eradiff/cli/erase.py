@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "onnx", "trt")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 INITS = ("noise", "telea")
 FORMAT_CHOICES = ("png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp")
@@ -175,7 +175,9 @@ def erase_command(
     compare: bool = typer.Option(False, "--compare", help="Also write STEM.compare.EXT (before | after)."),
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable report on stdout."),
     fmt: str | None = typer.Option(None, "--format", help="Output format: png | jpeg | webp | tiff | bmp."),
-    backend: str = typer.Option("torch", "--backend", help="UNet backend: torch."),
+    backend: str = typer.Option(
+        "torch", "--backend", help="UNet backend: torch | onnx (--model FILE.onnx) | trt (--model FILE.plan)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
 ) -> None:
     """Erase what MASK covers in IMG and fill it with coherent background."""
@@ -253,9 +255,14 @@ def _run(console, **args) -> int:
     t0 = time.perf_counter()
     with console.status("loading model…"):
         try:
-            model = load_model(args["model"], device=device, dtype=dtype, offline=args["offline"])
+            if args["backend"] == "torch":
+                model = load_model(args["model"], device=device, dtype=dtype, offline=args["offline"])
+            else:
+                model = _load_artifact(args, device)
         except EraDiffError as exc:
-            raise CLIError(str(exc)) from exc
+            from eradiff.export.trt import TensorRTUnavailable
+
+            raise CLIError(str(exc), 2 if isinstance(exc, TensorRTUnavailable) else 1) from exc
     load_seconds = time.perf_counter() - t0
     _erase_all(model, jobs, options, fmt=fmt, compare=args["compare"], console=console)
     failed = [job for job in jobs if job.status == "failed"]
@@ -279,6 +286,16 @@ def _run(console, **args) -> int:
         }  # fmt: skip
         print(json.dumps(report, indent=2))
     return 1 if failed else 0
+
+
+def _load_artifact(args: dict, device):
+    """``--backend onnx|trt``: an exported file (``eradiff export``) runs the UNet; the rest is shared."""
+    from eradiff.export import load_backend_model
+
+    if args["model"] is None:
+        suffix = ".onnx" if args["backend"] == "onnx" else ".plan"
+        raise CLIError(f"--backend {args['backend']} needs --model FILE{suffix} (written by eradiff export)", 2)
+    return load_backend_model(args["model"], args["backend"], device=str(device), offline=args["offline"])
 
 
 def _erase_all(model, jobs: list[Job], options, *, fmt: str | None, compare: bool, console) -> None:

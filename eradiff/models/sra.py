@@ -15,23 +15,33 @@ denoising step that use the same grid. Batches larger than the mask batch (class
 guidance) repeat the mask. With no masked token anywhere the processor runs exactly the stock
 computation (no bias), so its output is bit-identical to diffusers' ``AttnProcessor2_0``.
 
-Modes. ``SRAState.mode`` picks how the Eq. 10 mask reaches the attention (both exact):
+Export modes. ``SRAState.mode`` picks how the Eq. 10 mask reaches the attention; the default,
+``"bias"``, is the eager path above. The two export modes build the mask with shape-generic torch
+only (no Python decision on data or on symbolic sizes), so a traced graph serves every mask and
+every size:
 
-| mode        | mask form                                  | attention                         |
-| ----------- | ------------------------------------------ | --------------------------------- |
-| ``"bias"``  | additive 0/−∞ (finite in fp16), cached     | SDPA; no bias when nothing masked |
-| ``"split"`` | token index lists per grid, cached         | two SDPA calls, no n×n mask       |
+| mode            | mask form                                  | attention                         |
+| --------------- | ------------------------------------------ | --------------------------------- |
+| ``"bias"``      | additive 0/−∞ (finite in fp16), cached     | SDPA; no bias when nothing masked |
+| ``"split"``     | token index lists per grid, cached (eager) | two SDPA calls, no n×n mask       |
+| ``"bool"``      | boolean "may attend" (Eq. 10)              | SDPA with a boolean mask          |
+| ``"bias_finite"``| additive 0/−finfo.max/2                   | explicit QKᵀ·s + bias → softmax → ·V |
 
-``"split"`` (see :func:`split_attention`): unmasked queries attend to every key and masked queries
-only to the unmasked keys, gathered, so no n×n mask is ever built (at 128×128 latents a bias would
-take 1 GiB per sample) and the masked×masked block of QKᵀ is never computed. The per-grid cache
-survives ``set``/``use`` calls with an equal mask, so a sampler that sets the same mask every step
-builds each grid's mask once per image.
+``"split"`` is an exact eager alternative to ``"bias"`` (see :func:`split_attention`): unmasked
+queries attend to every key and masked queries only to the unmasked keys, gathered, so no n×n
+mask is ever built (at 128×128 latents a bias would take 1 GiB per sample) and the masked×masked
+block of QKᵀ is never computed. The per-grid cache survives ``set``/``use`` calls with an equal
+mask, so a sampler that sets the same mask every step builds each grid's mask once per image.
+
+In the export modes each layer's grid level comes from :meth:`SRAState.record_levels` (one eager
+forward at a concrete size), because the level search of :func:`eradiff.core.level_for_tokens`
+compares sizes and cannot run on symbolic shapes. The all-masked rule (plain attention) holds in
+every mode, so no attention row is ever all-blocked and the finite constant never matters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, get_args
 
@@ -40,11 +50,11 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import Tensor
 
-from eradiff.core import sra_bias, tokens_mask
+from eradiff.core import downsample_mask, level_for_tokens, sra_allowed, sra_bias, tokens_mask
 
-SRAMode = Literal["bias", "split"]
-SRA_MODES: tuple[str, ...] = get_args(SRAMode)
+SRAMode = Literal["bias", "bool", "bias_finite", "split"]
 EAGER_MODES = ("bias", "split")
+SRA_MODES: tuple[str, ...] = get_args(SRAMode)
 
 
 class SRAState:
@@ -55,15 +65,71 @@ class SRAState:
         self.enabled: bool = True
         self.always_bias: bool = False  # exporters set this: no data-dependent shortcut in a traced graph
         self.mode: SRAMode = "bias"
+        self.levels: dict[int, int] = {}  # id(Attention) → grid level, for the export modes
         self._cache: dict[tuple, object] = {}
         self._cached_for: Tensor | None = None  # the mask the eager cache was built for
 
     def set_mode(self, mode: SRAMode) -> None:
-        """Switch how the mask reaches attention (see the module docstring)."""
+        """Switch how the mask reaches attention: ``"bias"`` (eager default), ``"bool"`` or
+        ``"bias_finite"`` (export modes; see the module docstring)."""
         if mode not in SRA_MODES:
             raise ValueError(f"mode={mode!r} is not valid; choose one of {', '.join(map(repr, SRA_MODES))}")
         self.mode = mode
-        self.clear_cache()
+        self.clear_cache()  # also forgets a mask seen while tracing (a fake tensor must not reach eager)
+
+    @contextmanager
+    def exporting(self, mode: SRAMode) -> Iterator[SRAState]:
+        """Use an export mode for the duration of a ``with`` block, then restore the previous one."""
+        previous = self.mode
+        self.set_mode(mode)
+        try:
+            yield self
+        finally:
+            self.set_mode(previous)
+
+    def record_levels(self, run: Callable[[], object], mask_hw: tuple[int, int]) -> dict[int, int]:
+        """Record every SRA layer's grid level with one eager forward ``run()``.
+
+        Args:
+            run: calls the model once with inputs whose mask grid is ``mask_hw`` (concrete sizes).
+            mask_hw: (h, w) of the UNet-input mask for that call.
+
+        Returns:
+            The recorded map id(Attention) → level (also kept in ``self.levels``).
+        """
+        self.levels.clear()
+        self._recording = mask_hw
+        try:
+            run()
+        finally:
+            del self._recording
+        if not self.levels:
+            raise RuntimeError("no SRA layer ran during the recording forward pass")
+        return dict(self.levels)
+
+    def level(self, attn: torch.nn.Module, n: int) -> int:
+        """The grid level of layer ``attn`` (n tokens): recorded, or found now while recording."""
+        key = id(attn)
+        hw = getattr(self, "_recording", None)
+        if hw is not None:
+            self.levels[key] = level_for_tokens(hw[0], hw[1], int(n))
+        if key not in self.levels:
+            raise RuntimeError(
+                "this attention layer has no recorded grid level; call SRAState.record_levels with an "
+                "eager forward pass before tracing"
+            )
+        return self.levels[key]
+
+    def traced_mask(self, level: int, dtype: torch.dtype) -> Tensor | None:
+        """The export-mode mask for grid ``level``: (b, 1, n, n) bool ("bool") or finite bias
+        ("bias_finite"), built from ``self.mask`` with shape-generic ops; None when SRA is off."""
+        if self.mask is None or not self.enabled:
+            return None
+        key = ("traced", self.mode, level, dtype)
+        if key not in self._cache:
+            m = downsample_mask(self.mask, factor=2**level).flatten(1)
+            self._cache[key] = sra_allowed(m) if self.mode == "bool" else sra_bias(m, dtype=dtype, finite=True)
+        return self._cache[key]
 
     def set(self, mask: Tensor | None, *, enabled: bool = True) -> None:
         """Set the UNet-input-resolution mask (b, h, w) bool, or None for plain attention."""
@@ -165,11 +231,19 @@ class SRAAttnProcessor:
             hidden_states = hidden_states.view(b, ch, h * w).transpose(1, 2)
         batch, n, _ = hidden_states.shape
 
-        plan = bias = None
-        if self.state.mode == "split" and attention_mask is None:
+        mode = self.state.mode
+        plan = None
+        if mode == "split" and attention_mask is not None:
+            mode = "bias"  # an extra attention mask needs the additive form
+        if mode == "split":
+            bias = None
             plan = self.state.split_plan(n, batch, hidden_states.device)
-        else:  # "bias"; an extra attention mask also needs the additive form
+        elif mode == "bias":
             bias = self.state.bias(n, batch, hidden_states.dtype, hidden_states.device)
+        else:
+            if attention_mask is not None:
+                raise ValueError(f"SRA export mode {mode!r} does not combine with an extra attention_mask")
+            bias = self.state.traced_mask(self.state.level(attn, n), hidden_states.dtype)
         if attention_mask is not None:
             extra = attn.prepare_attention_mask(attention_mask, n, batch).view(batch, attn.heads, -1, n)
             bias = extra if bias is None else bias + extra
@@ -188,7 +262,9 @@ class SRAAttnProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        if plan is not None:
+        if mode == "bias_finite":
+            hidden_states = _explicit_attention(query, key, value, bias)
+        elif plan is not None:
             hidden_states = split_attention(query, key, value, plan)
         else:
             hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=0.0)
@@ -261,6 +337,18 @@ def _split_one(q: Tensor, k: Tensor, v: Tensor, keep: Tensor | None, masked: Ten
     k_keep, v_keep = k.index_select(2, keep), v.index_select(2, keep)
     out.index_copy_(2, masked, F.scaled_dot_product_attention(q.index_select(2, masked), k_keep, v_keep))
     return out
+
+
+def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+    """Softmax(QKᵀ/√d + bias)·V written as MatMul → Add → Softmax → MatMul (Eq. 11).
+
+    Exporters decompose SDPA with extra nodes (a √scale split, and for boolean masks an
+    IsNaN/Where guard after the softmax); this form is the exact pattern MHA fusers match.
+    """
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))
+    if bias is not None:
+        scores = scores + bias
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 def self_attention_names(model: torch.nn.Module) -> list[str]:
