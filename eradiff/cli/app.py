@@ -34,4 +34,8 @@ from eradiff.cli.eval import eval_command  # noqa: E402
 
 app.command("eval")(eval_command)
 
+from eradiff.cli.serve import serve_command  # noqa: E402
+
+app.command("serve")(serve_command)
+
 import eradiff.cli.export  # noqa: E402,F401  (registers `eradiff export`)

@@ -1,0 +1,164 @@
+"""``eradiff serve``: load one model, then serve the page and the HTTP API (parsing only).
+
+The socket is bound before the URL is printed, so a busy port is a one-line error (exit 1) and
+``--port 0`` picks a free port and prints it. Exit codes: 0 after Ctrl+C, 1 model or socket
+error, 2 bad option.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import time
+
+import typer
+
+BACKENDS = ("torch", "onnx", "trt")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+def serve_command(
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="'default', a diffusers SD2-inpainting folder, a .safetensors file or a hub id."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0 picks a free one)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    queue: int = typer.Option(8, "--queue", help="Requests that may wait behind the running one; more get 503."),
+    max_upload_mb: float = typer.Option(64.0, "--max-upload-mb", help="Largest accepted file, MiB (image and mask)."),
+    max_pixels: int = typer.Option(
+        50_000_000, "--max-pixels", help="Largest accepted width × height (checked before decoding)."
+    ),
+    backend: str = typer.Option(
+        "torch", "--backend", help="UNet backend: torch | onnx (--model FILE.onnx) | trt (--model FILE.plan)."
+    ),
+    offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
+) -> None:
+    """Serve a local web page to paint a mask and erase, plus an HTTP API (POST /api/erase)."""
+    try:
+        import fastapi  # noqa: F401
+        import python_multipart  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        _fail(f"eradiff serve needs the serve extra ({exc.name} is missing): pip install 'eradiff[serve]'", 1)
+    if backend not in BACKENDS:
+        _fail(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}", 2)
+    if device not in DEVICES:
+        _fail(f"device {device!r} is not valid; choose one of {', '.join(DEVICES)}", 2)
+    if backend != "torch" and model is None:
+        suffix = ".onnx" if backend == "onnx" else ".plan"
+        _fail(f"--backend {backend} needs --model FILE{suffix} (written by eradiff export)", 2)
+    if not 0 <= port <= 65535:
+        _fail(f"port must be in 0–65535, got {port}", 2)
+
+    from eradiff.serve.app import ServeSettings, create_app
+
+    try:
+        settings = ServeSettings(queue=queue, max_upload_mb=max_upload_mb, max_pixels=max_pixels, backend=backend,
+                                 allowed_hosts=_allowed_hosts(host))  # fmt: skip
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    model_obj, device_name, seconds = _load(model, device=device, backend=backend, offline=offline)
+    sock = _bind(host, port)
+    url = _url(host, sock.getsockname()[1])
+    app = create_app(model_obj, settings, device=device_name)
+    print(f"eradiff serve: {url}", flush=True)
+    print(f"model {model_obj.name} ({model_obj.family}, {backend} on {device_name}, loaded in {seconds:.1f} s); "
+          "Ctrl+C to stop", flush=True)  # fmt: skip
+    if not _is_loopback(host):
+        print("warning: listening beyond this computer; the page has no login", file=sys.stderr, flush=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _load(spec: str | None, *, device: str, backend: str, offline: bool):
+    from eradiff.models.loading import resolve_device, set_offline
+
+    if offline:
+        set_offline()
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    from rich.console import Console
+
+    t0 = time.perf_counter()
+    with Console(stderr=True).status("loading model…"):
+        model = _load_model(spec, dev, backend=backend, offline=offline)
+    return model, str(dev), time.perf_counter() - t0
+
+
+def _load_model(spec: str | None, dev, *, backend: str, offline: bool):
+    import torch
+
+    from eradiff.errors import EraDiffError
+    from eradiff.models.loading import load_model
+
+    try:
+        if backend == "torch":
+            dtype = torch.float16 if dev.type == "cuda" else torch.float32
+            model = load_model(spec, device=dev, dtype=dtype, offline=offline)
+        else:
+            from eradiff.export import load_backend_model
+
+            model = load_backend_model(spec, backend, device=str(dev), offline=offline)
+    except EraDiffError as exc:
+        _fail(str(exc), 1)
+    except ImportError as exc:
+        _fail(f"--backend {backend} is not available here ({exc}); install the onnx or gpu extra", 1)
+    return model
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        hint = "; pass another --port" if getattr(exc, "errno", None) in (98, 48, 10048) else ""
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", 1)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _allowed_hosts(host: str) -> list[str] | None:
+    """Host headers accepted on a loopback address (guards against DNS rebinding); None = any."""
+    if not _is_loopback(host):
+        return None
+    return ["localhost", "127.0.0.1", "[::1]", host if ":" not in host or host.startswith("[") else f"[{host}]"]
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
