@@ -276,6 +276,9 @@ def create_app(model: Any, settings: ServeSettings | None = None, *, device: str
     async def erase_sync(request: Request) -> Response:
         job = await accept(request)
         await job.wait(disconnected=request.is_disconnected)
+        if not job.final:  # the client went away: free its queue slot or stop its steps
+            worker.cancel(job)
+            raise ApiError(499, "client_closed", "the client closed the connection")
         return _result(job)
 
     @app.post("/api/jobs", status_code=202)

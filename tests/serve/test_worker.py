@@ -177,3 +177,25 @@ def test_asyncio_listeners_are_woken_by_progress(worker, fake):
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError, match="capacity must be ≥ 1, got 0"):
         ModelWorker(object(), capacity=0)
+
+
+def test_wait_cancels_when_the_client_disconnects(worker, fake):
+    fake.release.clear()
+    fake.entered.clear()
+    running, waiting = job(0), job(1)
+    worker.submit(running)
+    assert fake.entered.wait(5)
+    worker.submit(waiting)
+    checks = []
+
+    async def disconnected():
+        checks.append(1)
+        return len(checks) >= 2
+
+    asyncio.run(waiting.wait(poll=0.01, disconnected=disconnected))
+    assert not waiting.final and waiting.cancel_requested
+    worker.cancel(waiting)
+    assert waiting.state == "cancelled" and worker.position(waiting) is None
+    fake.release.set()
+    wait_final(running)
+    assert fake.calls == [0]
