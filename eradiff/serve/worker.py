@@ -16,7 +16,6 @@ import math
 import secrets
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -282,9 +281,8 @@ class ModelWorker:
         try:
             if job.cancel_requested:
                 raise JobCancelled
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the server checks for empty masks itself
-                result = self._erase(self.model, job.pixels, job.mask, job.options, progress=progress)
+            # no warnings.catch_warnings() here: it swaps process-wide state under the decoding threads
+            result = self._erase(self.model, job.pixels, job.mask, job.options, progress=progress)
             job.erased = time.monotonic()
             job.report = result.report.to_dict()
             job.result = job.finish(result)
