@@ -10,15 +10,15 @@ resolution) and switches SRA on or off per call::
         out = unet(x, t, ...)
 
 Each layer finds its own grid from its sequence length (:func:`eradiff.core.tokens_mask`), and
-the Eq. 10 bias for that grid is built once per mask and shared by every layer and every
+the Eq. 10 mask for that grid is built once per mask and shared by every layer and every
 denoising step that use the same grid. Batches larger than the mask batch (classifier-free
 guidance) repeat the mask. With no masked token anywhere the processor runs exactly the stock
 computation (no bias), so its output is bit-identical to diffusers' ``AttnProcessor2_0``.
 
-Export modes. ``SRAState.mode`` picks how the Eq. 10 mask reaches the attention; the default,
-``"bias"``, is the eager path above. The two export modes build the mask with shape-generic torch
-only (no Python decision on data or on symbolic sizes), so a traced graph serves every mask and
-every size:
+Modes. ``SRAState.mode`` picks how the Eq. 10 mask reaches the attention. The eager default is
+``"split"`` (exact, and the fastest form measured: ``benchmarks/bench_sra.py``); ``"bias"`` is the
+direct additive form. The two export modes build the mask with shape-generic torch only (no
+Python decision on data or on symbolic sizes), so a traced graph serves every mask and every size:
 
 | mode            | mask form                                  | attention                         |
 | --------------- | ------------------------------------------ | --------------------------------- |
@@ -64,14 +64,14 @@ class SRAState:
         self.mask: Tensor | None = None
         self.enabled: bool = True
         self.always_bias: bool = False  # exporters set this: no data-dependent shortcut in a traced graph
-        self.mode: SRAMode = "bias"
+        self.mode: SRAMode = "split"  # exact and the fastest eager form (benchmarks/bench_sra.py)
         self.levels: dict[int, int] = {}  # id(Attention) → grid level, for the export modes
         self._cache: dict[tuple, object] = {}
         self._cached_for: Tensor | None = None  # the mask the eager cache was built for
 
     def set_mode(self, mode: SRAMode) -> None:
-        """Switch how the mask reaches attention: ``"bias"`` (eager default), ``"bool"`` or
-        ``"bias_finite"`` (export modes; see the module docstring)."""
+        """Switch how the mask reaches attention: ``"split"`` (eager default), ``"bias"`` (eager),
+        ``"bool"`` or ``"bias_finite"`` (export modes; see the module docstring)."""
         if mode not in SRA_MODES:
             raise ValueError(f"mode={mode!r} is not valid; choose one of {', '.join(map(repr, SRA_MODES))}")
         self.mode = mode

@@ -24,9 +24,9 @@ def _run(unet, state, x, t, mask, **kwargs):
         return unet(x, t, **kwargs, return_dict=False)[0]
 
 
-def test_default_mode_is_the_eager_bias_path(pixel_model):
+def test_default_mode_is_the_eager_split_path(pixel_model):
     state = install_sra(pixel_model.unet)
-    assert state.mode == "bias"
+    assert state.mode == "split"
     assert {"bias", "bool", "bias_finite"} <= set(SRA_MODES)
 
 
@@ -49,17 +49,17 @@ def test_set_mode_rejects_unknown_modes(pixel_model):
     state = install_sra(pixel_model.unet)
     with pytest.raises(ValueError, match=r"mode='soft' is not valid; choose one of 'bias', 'bool', 'bias_finite'"):
         state.set_mode("soft")  # type: ignore[arg-type]
-    assert state.mode == "bias"
+    assert state.mode == "split"
 
 
 def test_exporting_restores_the_previous_mode(pixel_model):
     state = install_sra(pixel_model.unet)
     with state.exporting("bool"):
         assert state.mode == "bool"
-    assert state.mode == "bias"
+    assert state.mode == "split"
     with pytest.raises(RuntimeError), state.exporting("bias_finite"):
         raise RuntimeError("boom")
-    assert state.mode == "bias"
+    assert state.mode == "split"
 
 
 def test_export_mode_without_recorded_levels_says_what_to_do(pixel_model):
