@@ -35,7 +35,7 @@ def _folder_source(tmp_path):
 def test_synthesized_triples_are_deterministic_and_exact(tmp_path):
     src = _folder_source(tmp_path)
     a = synthesize_triples(src, count=4, seed=3, max_side=128)
-    b = synthesize_triples(_folder_source(tmp_path / 'again'), count=4, seed=3, max_side=128)
+    b = synthesize_triples(_folder_source(tmp_path / "again"), count=4, seed=3, max_side=128)
     c = synthesize_triples(src, count=4, seed=4, max_side=128)
     for x, y in zip(a, b, strict=True):
         assert x.name == y.name and np.array_equal(x.image, y.image) and np.array_equal(x.mask, y.mask)

@@ -308,4 +308,4 @@ def test_eager_torch_works_after_an_export_at_the_example_size(exports, pixel_mo
     x, t, mask, _ = _inputs(pixel_model, 2, h, w, "random", seed=1)
     out = _torch(pixel_model, x, t, mask, None)
     assert torch.isfinite(out).all()
-    assert pixel_model.backend.state.mode == "bias"
+    assert pixel_model.backend.state.mode == "split"
