@@ -317,22 +317,29 @@ def save_pixel_model(
 
 @contextmanager
 def _quiet_libraries() -> Iterator[None]:
-    """Silence diffusers/transformers info logs and progress bars while loading (errors still raise)."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
+    """Silence diffusers/transformers info logs and progress bars while loading (errors still raise).
 
-    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
+    transformers is only needed by latent-family models; the built-in pixel model loads without it.
+    """
+    from diffusers.utils import logging as diffusers_logging
+
+    loggers = [diffusers_logging]
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        loggers.append(transformers_logging)
+    except ImportError:
+        pass
+    levels = [lg.get_verbosity() for lg in loggers]
+    for lg in loggers:
+        lg.set_verbosity_error()
+        lg.disable_progress_bar()
     try:
         yield
     finally:
-        diffusers_logging.set_verbosity(levels[0])
-        transformers_logging.set_verbosity(levels[1])
-        diffusers_logging.enable_progress_bar()
-        transformers_logging.enable_progress_bar()
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.set_verbosity(level)
+            lg.enable_progress_bar()
 
 
 def _modules(model: ErasureModel) -> list[torch.nn.Module]:
