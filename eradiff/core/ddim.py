@@ -17,6 +17,7 @@ With v-prediction, x̂_0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v and ε̂ = √ᾱ
 
 from typing import Literal
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
@@ -144,12 +145,13 @@ def ddim_step(
     eta: float = 0.0,
     noise: Float[Tensor, " b *dims"] | None = None,
     prediction_type: PredictionType = "epsilon",
-    clip_x0: float | None = None,
+    clip_x0: float | tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Float[Tensor, " b *dims"], Float[Tensor, " b *dims"]]:
     """One DDIM sampling step from t to s  (Eq. 2).
 
     1. (x̂_0, ε̂) from the model output;
-    2. optionally clip x̂_0 to [−clip_x0, clip_x0] (ε̂ is *not* recomputed, as diffusers' default);
+    2. optionally clip x̂_0 to [−clip_x0, clip_x0], or to elementwise bounds (lo, hi) (ε̂ is *not*
+       recomputed, as diffusers' default);
     3. x_s = √ᾱ_s·x̂_0 + √(1−ᾱ_s−σ_t²)·ε̂ + σ_t·ε_t.
 
     Args:
@@ -161,13 +163,19 @@ def ddim_step(
         noise: ε_t, the variance noise, same shape as ``x_t``; required when ``eta > 0``.
             Randomness is the caller's: draw it with an explicit ``torch.Generator``.
         prediction_type: ``"epsilon"`` or ``"v_prediction"``.
-        clip_x0: clip range for x̂_0, or ``None`` for no clipping.
+        clip_x0: clip range c > 0 for x̂_0 ([−c, c]), a pair of tensors (lo, hi) broadcastable to
+            ``x_t`` with lo ≤ hi (e.g. the valid pixel range of a residual space), or ``None``.
 
     Returns:
         ``(x_s, x0_hat)``.
     """
     x0_hat, eps_hat = predict_x0_eps(x_t, model_output, alpha_bar_t, prediction_type=prediction_type)
-    if clip_x0 is not None:
+    if isinstance(clip_x0, tuple):
+        lo, hi = clip_x0
+        if bool((lo > hi).any()):
+            raise ValueError("clip_x0 bounds (lo, hi) must satisfy lo ≤ hi everywhere")
+        x0_hat = torch.maximum(torch.minimum(x0_hat, hi.to(x0_hat.dtype)), lo.to(x0_hat.dtype))
+    elif clip_x0 is not None:
         if clip_x0 <= 0:
             raise ValueError(f"clip_x0 must be > 0 or None, got {clip_x0}")
         x0_hat = x0_hat.clamp(-clip_x0, clip_x0)

@@ -138,6 +138,11 @@ class ErasureModel:
     device: torch.device
     dtype: torch.dtype
     clip_x0: float | None = None  # the sampler clips x̂_0 to [−clip_x0, clip_x0] (None: no clipping)
+
+    def x0_bounds(self, cond: Conditioning) -> float | tuple[Tensor, Tensor] | None:
+        """What the sampler clips x̂_0 to for this window (``clip_x0`` of :func:`eradiff.core.ddim_step`)."""
+        return self.clip_x0
+
     crop_trigger: int = 800  # images with a longer side up to this are erased whole (IOPaint's default)
 
     def encode(self, x: Tensor, cond: Conditioning | None = None) -> Tensor:
@@ -265,7 +270,7 @@ class PixelInpaintModel(ErasureModel):
         if config.space not in ("pixel", "residual"):
             raise ValueError(f"space={config.space!r} is not valid; choose one of 'pixel', 'residual'")
         self.space = config.space
-        self.clip_x0 = 1.0 if self.space == "pixel" else 2.0
+        self.clip_x0 = 1.0 if self.space == "pixel" else 2.0  # residual: see x0_bounds (exact range)
         self.schedule = ScheduleConfig(**config.schedule)
         if unet is None:
             unet = UNet2DModel(**config.unet)
@@ -303,6 +308,13 @@ class PixelInpaintModel(ErasureModel):
 
     def latent_mask(self, M: Tensor) -> Tensor:
         return core.downsample_mask(M, factor=self.factor)
+
+    def x0_bounds(self, cond: Conditioning) -> float | tuple[Tensor, Tensor] | None:
+        """[−1, 1] in pixel space; in residual space the same pixel range, [−1 − fill, 1 − fill]."""
+        if self.space == "pixel":
+            return 1.0
+        fill = F.pixel_unshuffle(self._fill(cond).float(), self.factor)
+        return -1.0 - fill, 1.0 - fill
 
     def condition(self, x: Tensor, M: Tensor, *, prompt: str = "", guidance_scale: float = 1.0) -> Conditioning:
         if prompt:

@@ -221,7 +221,7 @@ def erase_window(
     z0 = ddim_sample(
         denoise, z_init, schedule=model.schedule, generators=[generator], steps=options.steps,
         strength=options.strength, eta=options.eta, z_known=z_known if reimpose else None, keep=keep,
-        clip_x0=model.clip_x0, callback=callback,
+        clip_x0=model.x0_bounds(cond), callback=callback,
     )  # fmt: skip
     out = model.decode(z0.to(dtype), cond).float().clamp(-1, 1)
     return ((out[0].permute(1, 2, 0).cpu().numpy() + 1) / 2).astype(np.float32)

@@ -76,7 +76,7 @@ def ddim_sample(
     eta: float = 0.0,
     z_known: Tensor | None = None,
     keep: Tensor | None = None,
-    clip_x0: float | None = None,
+    clip_x0: float | tuple[Tensor, Tensor] | None = None,
     callback: StepCallback | None = None,
 ) -> Tensor:
     """Run the DDIM chain of the module docstring and return the final state z (b, C, h, w), float32.
@@ -92,7 +92,8 @@ def ddim_sample(
         eta: η ≥ 0 (0: deterministic DDIM).
         z_known: clean latents to re-impose outside the mask each step (None: no re-imposition).
         keep: boolean, broadcastable to z (e.g. (b, 1, h, w)); True where ``z_known`` is re-imposed.
-        clip_x0: clip x̂_0 to [−clip_x0, clip_x0] (pixel-space models), or None.
+        clip_x0: clip x̂_0 to [−clip_x0, clip_x0] or to elementwise bounds (lo, hi) (see
+            ``ErasureModel.x0_bounds``), or None.
         callback: called as ``callback(i, n)`` after step i of n (1-based).
 
     Returns:

@@ -51,7 +51,7 @@ def erase_preview(model: ErasureModel, x_obj: Tensor, M: Tensor, *, steps: int, 
         steps=steps,
         z_known=z_known,
         keep=~cond.mask[:, None].to(z_known.device),
-        clip_x0=model.clip_x0,
+        clip_x0=model.x0_bounds(cond),
     )
     vae = getattr(model, "vae", None)  # the frozen VAE may run in the mixed-precision dtype
     x = model.decode(z.to(vae.dtype if vae is not None else model.dtype), cond).float().clamp(-1, 1)

@@ -221,3 +221,29 @@ def test_runtime_shape_checker_is_on_in_tests():
 
     with pytest.raises(TypeCheckError, match="x_obj"):
         c.mix(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2))
+
+
+@given(batch(), st.floats(0.1, 3.0))
+def test_elementwise_clip_bounds_generalise_the_scalar_clip(bg, c):
+    shape, g = bg
+    x_t, out = _randn(shape, g) * 3, _randn(shape, g) * 3
+    a_t, a_s = torch.full((shape[0],), 0.3, dtype=torch.float64), torch.full((shape[0],), 0.6, dtype=torch.float64)
+    lo, hi = torch.full(shape, -c, dtype=torch.float64), torch.full(shape, c, dtype=torch.float64)
+    x_s1, x01 = c_ddim_step(x_t, out, a_t, a_s, clip_x0=c)
+    x_s2, x02 = c_ddim_step(x_t, out, a_t, a_s, clip_x0=(lo, hi))
+    assert torch.equal(x01, x02) and torch.equal(x_s1, x_s2)
+    shift = _randn(shape, g)
+    _, x03 = c_ddim_step(x_t, out, a_t, a_s, clip_x0=(lo + shift, hi + shift))
+    assert bool(((x03 >= lo + shift) & (x03 <= hi + shift)).all())
+
+
+def c_ddim_step(*args, **kwargs):
+    return c.ddim_step(*args, **kwargs)
+
+
+def test_clip_bounds_must_be_ordered(without_shape_checker):
+    with pytest.raises(ValueError, match="lo ≤ hi"):
+        c.ddim_step(
+            torch.zeros(1, 2), torch.zeros(1, 2), torch.ones(1) * 0.5, torch.ones(1) * 0.7,
+            clip_x0=(torch.ones(1, 2), torch.zeros(1, 2)),
+        )  # fmt: skip
