@@ -96,7 +96,7 @@ def tiny_sd2_inpaint_folder(folder: str | Path, *, seed: int = 0, sample_size: i
 
 
 def tiny_pixel_config(
-    *, factor: int = 2, native_size: int = 32, fill: str = "telea", space: str = "pixel"
+    *, factor: int = 2, native_size: int = 32, fill: str = "telea", space: str = "pixel", residual_scale: float = 1.0
 ) -> PixelModelConfig:
     """A small pixel-family config: UNet2DModel (32, 64) with attention at the lower level."""
     c = 3 * factor * factor
@@ -106,7 +106,13 @@ def tiny_pixel_config(
         up_block_types=["AttnUpBlock2D", "UpBlock2D"], layers_per_block=1, attention_head_dim=8, norm_num_groups=8,
     )  # fmt: skip
     return PixelModelConfig(
-        unet=unet, factor=factor, fill=fill, space=space, native_size=native_size, name="tiny-pixel"
+        unet=unet,
+        factor=factor,
+        fill=fill,
+        space=space,
+        residual_scale=residual_scale,
+        native_size=native_size,
+        name="tiny-pixel",
     )
 
 

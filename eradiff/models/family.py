@@ -15,8 +15,12 @@ Two families:
   invertible pixel-unshuffled image (factor f: (3, H, W) → (3f², H/f, W/f)), with the mask and a
   hole-filled copy of the image (OpenCV Telea, or zeros) as conditioning. No VAE, so nothing
   outside the mask is ever approximated. With ``space="residual"`` the diffusion runs on the
-  residual x − fill (unshuffled): the chain starts, in effect, from the classical fill and only has
-  to add what the fill lacks (texture, structure); encode/decode then need the conditioning.
+  residual (x − fill)/s (unshuffled): the chain starts, in effect, from the classical fill and only
+  has to add what the fill lacks (texture, structure); encode/decode then need the conditioning.
+  The scale s (``residual_scale``) plays the role of SD's latent scaling factor: inside holes the
+  residual of photos has a standard deviation of about 0.26, and dividing by s ≈ 0.25 gives the
+  unit-variance data that the v-prediction parametrisation assumes (with s = 1 the network must
+  learn to cancel most of its skip path at high noise, and the early sampling steps leak noise).
 """
 
 from __future__ import annotations
@@ -221,6 +225,7 @@ class PixelModelConfig:
     factor: int = 4
     fill: str = "telea"
     space: str = "pixel"
+    residual_scale: float = 1.0
     native_size: int = 256
     name: str = "eradiff-pixel"
     family: str = "pixel"
@@ -269,8 +274,12 @@ class PixelInpaintModel(ErasureModel):
             raise ValueError(f"fill={self.fill!r} is not valid; choose one of 'telea', 'zeros'")
         if config.space not in ("pixel", "residual"):
             raise ValueError(f"space={config.space!r} is not valid; choose one of 'pixel', 'residual'")
+        if not config.residual_scale > 0 or (config.space == "pixel" and config.residual_scale != 1.0):
+            raise ValueError(f"residual_scale must be > 0 (and 1 for space='pixel'), got {config.residual_scale}")
         self.space = config.space
-        self.clip_x0 = 1.0 if self.space == "pixel" else 2.0  # residual: see x0_bounds (exact range)
+        self.residual_scale = float(config.residual_scale)
+        # residual: see x0_bounds for the exact, per-pixel range
+        self.clip_x0 = 1.0 if self.space == "pixel" else 2.0 / self.residual_scale
         self.schedule = ScheduleConfig(**config.schedule)
         if unet is None:
             unet = UNet2DModel(**config.unet)
@@ -299,22 +308,24 @@ class PixelInpaintModel(ErasureModel):
 
     def encode(self, x: Tensor, cond: Conditioning | None = None) -> Tensor:
         if self.space == "residual":
-            x = x - self._fill(cond).to(x.dtype)
+            x = (x - self._fill(cond).to(x.dtype)) / self.residual_scale
         return F.pixel_unshuffle(x, self.factor)
 
     def decode(self, z: Tensor, cond: Conditioning | None = None) -> Tensor:
         x = F.pixel_shuffle(z, self.factor)
-        return x + self._fill(cond).to(x.dtype) if self.space == "residual" else x
+        if self.space == "residual":
+            x = self._fill(cond).to(x.dtype) + self.residual_scale * x
+        return x
 
     def latent_mask(self, M: Tensor) -> Tensor:
         return core.downsample_mask(M, factor=self.factor)
 
     def x0_bounds(self, cond: Conditioning) -> float | tuple[Tensor, Tensor] | None:
-        """[−1, 1] in pixel space; in residual space the same pixel range, [−1 − fill, 1 − fill]."""
+        """[−1, 1] in pixel space; in residual space the same pixel range, [−1 − fill, 1 − fill]/s."""
         if self.space == "pixel":
             return 1.0
         fill = F.pixel_unshuffle(self._fill(cond).float(), self.factor)
-        return -1.0 - fill, 1.0 - fill
+        return (-1.0 - fill) / self.residual_scale, (1.0 - fill) / self.residual_scale
 
     def condition(self, x: Tensor, M: Tensor, *, prompt: str = "", guidance_scale: float = 1.0) -> Conditioning:
         if prompt:

@@ -58,6 +58,7 @@ def build_model(config: ModelConfig, *, crop_size: int) -> ErasureModel:
             factor=config.factor,
             fill=config.fill,
             space=config.space,
+            residual_scale=config.residual_scale,
             native_size=config.native_size or crop_size,
             name=config.name,
         )

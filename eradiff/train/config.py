@@ -124,6 +124,7 @@ class ModelConfig:
     factor: int = 4
     fill: Literal["telea", "zeros"] = "telea"
     space: Literal["pixel", "residual"] = "pixel"
+    residual_scale: float = 1.0
     native_size: int | None = None
     schedule: dict[str, Any] | None = None
     name: str = "eradiff-pixel"

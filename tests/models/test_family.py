@@ -13,9 +13,9 @@ from eradiff.pipeline.erase import EraseOptions, erase
 from eradiff.testing import tiny_pixel_config
 
 
-def _model(space: str, seed: int = 0) -> PixelInpaintModel:
+def _model(space: str, seed: int = 0, scale: float = 1.0) -> PixelInpaintModel:
     torch.manual_seed(seed)
-    return PixelInpaintModel(tiny_pixel_config(space=space)).to("cpu")
+    return PixelInpaintModel(tiny_pixel_config(space=space, residual_scale=scale)).to("cpu")
 
 
 def _batch(seed: int, b: int = 2, h: int = 32, w: int = 32):
@@ -26,9 +26,9 @@ def _batch(seed: int, b: int = 2, h: int = 32, w: int = 32):
     return x, M
 
 
-@given(st.integers(0, 2**31 - 1), st.sampled_from(["pixel", "residual"]))
-def test_encode_decode_round_trip(seed, space):
-    model = _model(space)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([("pixel", 1.0), ("residual", 1.0), ("residual", 0.25)]))
+def test_encode_decode_round_trip(seed, space_scale):
+    model = _model(*space_scale)
     x, M = _batch(seed)
     cond = model.condition(x, M)
     z = model.encode(x, cond)
@@ -47,6 +47,18 @@ def test_residual_space_is_zero_outside_the_hole_and_needs_the_conditioning():
         model.encode(x)
     with pytest.raises(ValueError, match="space='latent'"):
         PixelInpaintModel(tiny_pixel_config(space="latent"))
+    with pytest.raises(ValueError, match="residual_scale"):
+        PixelInpaintModel(tiny_pixel_config(space="pixel", residual_scale=0.5))
+
+
+def test_residual_scale_scales_the_space_and_its_bounds():
+    x, M = _batch(3)
+    unit, quarter = _model("residual"), _model("residual", scale=0.25)
+    c1, c4 = unit.condition(x, M), quarter.condition(x, M)
+    torch.testing.assert_close(quarter.encode(x, c4), 4 * unit.encode(x, c1))
+    lo, hi = quarter.x0_bounds(c4)
+    z = quarter.encode(x, c4)
+    assert bool(((z >= lo - 1e-5) & (z <= hi + 1e-5)).all()), "every image in [−1, 1] lies inside the bounds"
 
 
 def test_fresh_residual_model_erases_to_the_fill(tmp_path):
