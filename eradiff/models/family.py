@@ -242,18 +242,22 @@ class PixelModelConfig:
 
 
 def default_pixel_unet_config(factor: int = 4) -> dict[str, Any]:
-    """The UNet2DModel configuration of the built-in default model's family."""
+    """The UNet2DModel configuration of the built-in default model (``configs/default.yaml``).
+
+    ~11 M parameters: four levels of 48/96/160/224 channels on the f-times pixel-unshuffled image,
+    one ResNet per level, self-attention (SRA) at the two lowest levels.
+    """
     c = 3 * factor * factor
     return dict(
         sample_size=64,
         in_channels=c + factor * factor + c,
         out_channels=c,
-        block_out_channels=(64, 128, 192, 256),
+        block_out_channels=(48, 96, 160, 224),
         down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         layers_per_block=1,
         attention_head_dim=32,
-        norm_num_groups=32,
+        norm_num_groups=16,
         add_attention=True,
     )
 
