@@ -48,6 +48,7 @@ work).
 | train.batch_size             | 8             | GLOBAL batch per optimizer step (all processes)             |
 | train.grad_accum             | 1             | micro-steps per step (memory only: same results)            |
 | train.max_steps              | 1000          | optimizer steps (data steps) of the run                     |
+| train.stop_at                | null          | stop (checkpoint + export) at this step; schedule unchanged |
 | train.mixed_precision        | no            | no, fp16 or bf16 (autocast; weights stay fp32)              |
 | train.ema_decay              | 0.9999        | EMA decay (1+n/10+n warm-up); null = no EMA                 |
 | train.gradient_checkpointing | false         | recompute activations in backward                           |
@@ -265,6 +266,7 @@ class LoopConfig:
     gradient_checkpointing: bool = False
     seed: int = 0
     max_nonfinite_steps: int = 10
+    stop_at: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, f"train.batch_size must be ≥ 1, got {self.batch_size}")
@@ -274,6 +276,10 @@ class LoopConfig:
             f"train.batch_size={self.batch_size} must be a multiple of train.grad_accum={self.grad_accum}",
         )
         _require(self.max_steps >= 1, f"train.max_steps must be ≥ 1, got {self.max_steps}")
+        _require(
+            self.stop_at is None or 1 <= self.stop_at <= self.max_steps,
+            f"train.stop_at must be null or in [1, train.max_steps={self.max_steps}], got {self.stop_at}",
+        )
         _require(
             self.ema_decay is None or 0.0 <= self.ema_decay < 1.0,
             f"train.ema_decay must be in [0, 1) or null, got {self.ema_decay}",

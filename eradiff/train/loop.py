@@ -288,7 +288,7 @@ def _math_part(config: dict[str, Any]) -> dict[str, Any]:
     out.pop("checkpoint", None)
     out.pop("log", None)
     out.get("data", {}).pop("num_workers", None)
-    for k in ("max_steps", "max_nonfinite_steps"):
+    for k in ("max_steps", "max_nonfinite_steps", "stop_at"):
         out.get("train", {}).pop(k, None)
     return out
 
@@ -633,7 +633,8 @@ def train(
     if bar is not None:
         bar[0].start()
     try:
-        while step < tc.max_steps:
+        end = tc.max_steps if tc.stop_at is None else tc.stop_at
+        while step < end:
             if it is None:
                 it = loader_for(epoch, index)
             local = torch.zeros((), dtype=torch.float64, device=device)
@@ -679,7 +680,7 @@ def train(
             if bar is not None:
                 rate = steps_this_call / max(time.perf_counter() - started, 1e-9)
                 bar[0].update(bar[1], completed=step, loss=f"{loss:.4f}", rate=f"{rate:.2f}")
-            if metrics is not None and (step % config.log.every == 0 or step == tc.max_steps):
+            if metrics is not None and (step % config.log.every == 0 or step == end):
                 dt = max(time.perf_counter() - window_start, 1e-9)
                 metrics.write(
                     {

@@ -148,6 +148,22 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     _assert_same(_state(tmp_path / "a" / "model.safetensors"), _state(tmp_path / "b" / "model.safetensors"))
 
 
+def test_stop_at_ends_early_on_the_full_schedule_and_resumes_exactly(tmp_path):
+    """train.stop_at halts at a step of the full run (same lr schedule), so a stopped run is the
+    uninterrupted run's prefix and resuming it without stop_at finishes the same run."""
+    a = train(tiny(tmp_path / "a", *RESUME))
+    s = train(tiny(tmp_path / "s", *RESUME, "train.stop_at=6"))
+    assert s.step == 6 and s.losses == a.losses[:6]
+    assert (tmp_path / "s" / "ckpt-00000006").is_dir() and (tmp_path / "s" / "model.safetensors").is_file()
+    rows = [json.loads(r) for r in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 6
+    b = train(tiny(tmp_path / "s", *RESUME), resume="latest")
+    assert b.losses == a.losses[6:]
+    _assert_same(_state(tmp_path / "a" / "model.safetensors"), _state(tmp_path / "s" / "model.safetensors"))
+    with pytest.raises(ConfigError, match="train.stop_at must be"):
+        tiny(tmp_path / "bad", *RESUME, "train.stop_at=11")
+
+
 def test_resume_latest_without_checkpoint_starts_fresh_and_bad_paths_fail(tmp_path):
     res = train(tiny(tmp_path / "r", "train.max_steps=2", "checkpoint.every=0"), resume="latest")
     assert res.step == 2
