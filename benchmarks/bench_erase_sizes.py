@@ -1,7 +1,7 @@
 """Erase latency and peak memory vs image size at a fixed mask box (512² … 4096²).
 
-Each measurement runs in a fresh subprocess: it loads a pixel-family model with the built-in
-default architecture (random weights: speed does not depend on them), builds a size×size
+Each measurement runs in a fresh subprocess: it loads the built-in default model (or, before it
+is shipped, its architecture with random weights: speed does not depend on them), builds a size×size
 photo-like image with a fixed 96×96 mask box at its centre, warms up once on a small image, then
 times one :func:`eradiff.pipeline.erase` call. The peak resident memory is reset with
 ``/proc/self/clear_refs`` just before the call, so "+MiB" is the call's own peak above the memory
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each measurement")
+    parser.add_argument("--model", default=None, help="model file (default: the built-in model, else random weights)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--out", type=Path, default=HERE / "bench_erase_sizes.json")
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "SIZE", "STEPS", "THREADS"), help=argparse.SUPPRESS)
@@ -106,11 +107,18 @@ def main() -> None:
     from eradiff.models.loading import save_pixel_model
 
     runs: dict[int, list[dict]] = {s: [] for s in args.sizes}
+    from eradiff.models.loading import DEFAULT_MODEL_PATH
+
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = Path(tmp) / "pixel-default-architecture.safetensors"
-        torch.manual_seed(0)
-        model = PixelInpaintModel(PixelModelConfig(unet=default_pixel_unet_config(4)))
-        save_pixel_model(model, model_path)
+        if args.model is not None or DEFAULT_MODEL_PATH.is_file():
+            model_path = Path(args.model) if args.model is not None else DEFAULT_MODEL_PATH
+            model_label = f"{model_path.name}"
+        else:
+            model_path = Path(tmp) / "pixel-default-architecture.safetensors"
+            torch.manual_seed(0)
+            model = PixelInpaintModel(PixelModelConfig(unet=default_pixel_unet_config(4)))
+            save_pixel_model(model, model_path)
+            model_label = "default architecture, random weights"
         for r in range(args.rounds):
             for size in args.sizes:
                 cmd = [sys.executable, __file__, "--child", str(model_path), str(size), str(args.steps),
@@ -131,7 +139,7 @@ def main() -> None:
             "peak_above_before_mib": max(x["peak_above_before_mib"] for x in runs[size]),
             "image_mib": first["image_mib"], "windows": first["windows"], "model_inputs": first["model_inputs"],
         })  # fmt: skip
-    print(f"\nerase() latency, pixel model (default architecture, random weights), {args.steps} DDIM steps, "
+    print(f"\nerase() latency, pixel model ({model_label}), {args.steps} DDIM steps, "
           f"{BOX}×{BOX} mask box, {args.threads} thread(s), {args.rounds} interleaved rounds")  # fmt: skip
     print(f"{'size':>6} {'median s':>9} {'min s':>7} {'× 512²':>7} {'round ×':>8} {'peak MiB':>9} "
           f"{'+MiB':>7} {'image MiB':>9}  window → model input")  # fmt: skip
@@ -140,7 +148,8 @@ def main() -> None:
               f"{row['median_round_ratio']:8.3f} {row['peak_rss_mib']:9.0f} {row['peak_above_before_mib']:7.0f} "
               f"{row['image_mib']:9.1f}  {row['windows']} → {row['model_inputs']}")  # fmt: skip
     result = {
-        "benchmark": "erase_sizes", "steps": args.steps, "threads": args.threads, "rounds": args.rounds,
+        "benchmark": "erase_sizes", "model": model_label, "steps": args.steps, "threads": args.threads,
+        "rounds": args.rounds,
         "mask_box": BOX, "machine": platform.platform(), "python": sys.version.split()[0], "rows": rows,
         "raw": {str(k): v for k, v in runs.items()},
         "target": "4096² erase() ≤ 1.3× the 512² time",

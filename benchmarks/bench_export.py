@@ -1,7 +1,7 @@
 """onnxruntime (CPU) vs eager torch for the default pixel-family UNet, with and without SRA.
 
-The default model's architecture (``default_pixel_unet_config()``; random weights until the
-trained model ships) is exported in both flavours, with SRA in the graph and without, and each
+The built-in default model (or, before it ships, its architecture with random weights) is
+exported in both flavours, with SRA in the graph and without, and each
 variant runs one denoising step at the native size (256 px → 64×64 cells) with a 20 % mask box.
 Variants run interleaved, round after round, so machine load hits all alike; the tables report
 per-round ratios (median and range). A second table times a whole ``erase`` (20 DDIM steps,
@@ -79,6 +79,12 @@ def load_avg() -> float:
 
 
 def build_model(seed: int = 0) -> PixelInpaintModel:
+    from eradiff.models.loading import DEFAULT_MODEL_PATH, load_model
+
+    if DEFAULT_MODEL_PATH.is_file():
+        model = load_model(None)
+        model.unet.float().eval().requires_grad_(False)
+        return model
     torch.manual_seed(seed)
     model = PixelInpaintModel(PixelModelConfig(unet=default_pixel_unet_config(), name="default-arch-random"))
     model.unet.eval().requires_grad_(False)
@@ -256,7 +262,7 @@ def markdown(result: dict) -> str:
         f"{result['machine']}; load average {result['load_before']:.1f} before, {result['load_after']:.1f} after "
         "(the 2 cores are shared with other jobs, so wall times move; ratios are per interleaved round).",
         "",
-        f"Default pixel-family UNet ({result['params_m']:.1f} M parameters, random weights), one denoising step at "
+        f"Pixel-family UNet {result['model']} ({result['params_m']:.1f} M parameters), one denoising step at "
         f"{first['size_cells']}×{first['size_cells']} cells (256 px), batch {first['batch']}, 20 % mask box; "
         f"{result['rounds']} interleaved rounds. Torch and onnxruntime get the same thread count.",
         "",
@@ -327,7 +333,7 @@ def main() -> None:
     result = {
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
                    f"onnxruntime {__import__('onnxruntime').__version__}",
-        "threads": args.threads, "rounds": args.rounds, "params_m": params,
+        "threads": args.threads, "rounds": args.rounds, "params_m": params, "model": model.name,
         "load_before": load_before, "load_after": load_avg(),
         "exports": {k: {kk: str(vv) if isinstance(vv, Path) else vv for kk, vv in v.items()} for k, v in files.items()},
         "steps": steps, "erase": erase_results, "gpu": gpu,
