@@ -307,22 +307,14 @@ def create_app(model: Any, settings: ServeSettings | None = None, *, device: str
         async def stream():
             yield "retry: 1000\n\n"
             while True:
-                final = job.final  # read before the snapshot: a final snapshot is always the last event
+                version = job.version  # read before the snapshot: no later change is missed
+                final = job.final  # likewise: a final snapshot is always the last event
                 snapshot = _snapshot(job)
                 yield f"data: {json.dumps(snapshot)}\n\n"
                 if final:
                     return
-                # A change between the snapshot and the listener's registration would not wake
-                # job.changed: poll once a second for a state the client has not seen.
-                seen = {k: v for k, v in snapshot.items() if k != "timings"}
-                idle = 0.0
-                while not await job.changed(1.0):
-                    if job.final or {k: v for k, v in _snapshot(job).items() if k != "timings"} != seen:
-                        break
-                    idle += 1.0
-                    if idle >= 15.0:
-                        yield ": keep-alive\n\n"
-                        idle = 0.0
+                while not await job.changed(15.0, since=version):
+                    yield ": keep-alive\n\n"
                 await asyncio.sleep(0.02)  # at most ~50 events a second, however fast the steps
 
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

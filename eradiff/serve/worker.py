@@ -79,6 +79,7 @@ class Job:
     erased: float | None = None
     finished: float | None = None
     cancel_requested: bool = False
+    version: int = field(default=0, repr=False)  # incremented by every notify()
     _listeners: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -115,6 +116,7 @@ class Job:
 
     def notify(self) -> None:
         with self._lock:
+            self.version += 1
             listeners = list(self._listeners)
         for loop, event in listeners:
             try:
@@ -122,10 +124,16 @@ class Job:
             except RuntimeError:  # the listener's loop is closed
                 pass
 
-    async def changed(self, timeout: float) -> bool:
-        """Wait until the job changes (progress, state) or ``timeout`` s pass; True if it changed."""
+    async def changed(self, timeout: float, *, since: int | None = None) -> bool:
+        """Wait until the job changes (progress, state) or ``timeout`` s pass; True if it changed.
+
+        ``since``: a ``version`` read earlier; a change after that read counts even if it happened
+        before this call (so a caller that read the job, then waits, misses nothing).
+        """
         entry = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
+            if since is not None and self.version != since:
+                return True
             self._listeners.add(entry)
         try:
             await asyncio.wait_for(entry[1].wait(), timeout)

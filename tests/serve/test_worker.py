@@ -60,6 +60,19 @@ def wait_final(*jobs: Job, timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
+def hold_one_running(worker: ModelWorker, fake: FakeErase, *waiting_seeds: int) -> tuple[Job, list[Job]]:
+    """Submit job(0) and wait until the worker is inside it (held by ``fake``), then queue the rest."""
+    fake.release.clear()
+    fake.entered.clear()
+    running = job(0)
+    worker.submit(running)
+    assert fake.entered.wait(5)
+    waiting = [job(seed) for seed in waiting_seeds]
+    for j in waiting:
+        worker.submit(j)
+    return running, waiting
+
+
 @pytest.fixture
 def fake():
     return FakeErase()
@@ -94,14 +107,7 @@ def test_jobs_run_one_at_a_time_in_order(worker, fake):
 
 
 def test_a_full_queue_raises_queue_full_with_retry_after(worker, fake):
-    fake.release.clear()
-    fake.entered.clear()
-    running = job(0)
-    worker.submit(running)
-    assert fake.entered.wait(5)
-    waiting = [job(1), job(2)]
-    for j in waiting:
-        worker.submit(j)
+    running, waiting = hold_one_running(worker, fake, 1, 2)
     assert [worker.position(j) for j in waiting] == [1, 2]
     assert not worker.has_room()
     with pytest.raises(QueueFull, match="queue is full") as info:
@@ -113,12 +119,7 @@ def test_a_full_queue_raises_queue_full_with_retry_after(worker, fake):
 
 
 def test_cancel_waiting_and_running_jobs(worker, fake):
-    fake.release.clear()
-    fake.entered.clear()
-    running, waiting = job(0), job(1)
-    worker.submit(running)
-    assert fake.entered.wait(5)
-    worker.submit(waiting)
+    running, (waiting,) = hold_one_running(worker, fake, 1)
     worker.cancel(waiting)
     assert waiting.state == "cancelled" and worker.position(waiting) is None
     worker.cancel(running)
@@ -146,12 +147,7 @@ def test_errors_become_job_errors_and_the_worker_goes_on(worker):
 def test_stop_cancels_waiting_jobs(fake):
     w = ModelWorker(object(), capacity=4, erase_fn=fake)
     w.start()
-    fake.release.clear()
-    fake.entered.clear()
-    running, waiting = job(0), job(1)
-    w.submit(running)
-    assert fake.entered.wait(5)
-    w.submit(waiting)
+    running, (waiting,) = hold_one_running(w, fake, 1)
     fake.release.set()
     w.stop()
     assert waiting.state == "cancelled" and waiting.error.code == "shutting_down"
@@ -174,18 +170,22 @@ def test_asyncio_listeners_are_woken_by_progress(worker, fake):
     assert seen[-1] == ("done", 3)
 
 
+def test_changed_since_a_version_counts_changes_made_before_the_call():
+    j = job(0)
+    seen = j.version
+    j.notify()  # a change between reading the job and starting to wait
+    assert asyncio.run(j.changed(5.0, since=seen)) is True
+    assert asyncio.run(j.changed(0.05, since=j.version)) is False
+    assert asyncio.run(j.changed(0.05)) is False  # without since, only later changes count
+
+
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError, match="capacity must be ≥ 1, got 0"):
         ModelWorker(object(), capacity=0)
 
 
 def test_wait_cancels_when_the_client_disconnects(worker, fake):
-    fake.release.clear()
-    fake.entered.clear()
-    running, waiting = job(0), job(1)
-    worker.submit(running)
-    assert fake.entered.wait(5)
-    worker.submit(waiting)
+    running, (waiting,) = hold_one_running(worker, fake, 1)
     checks = []
 
     async def disconnected():
