@@ -112,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is not None or DEFAULT_MODEL_PATH.is_file():
             model_path = Path(args.model) if args.model is not None else DEFAULT_MODEL_PATH
-            model_label = f"{model_path.name}"
+            model_label = model_path.name
         else:
             model_path = Path(tmp) / "pixel-default-architecture.safetensors"
             torch.manual_seed(0)

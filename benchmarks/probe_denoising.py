@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--model", default=None, help="model spec (default: the built-in model)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    import eradiff.core as core
     from eradiff.models.loading import load_model
 
     model = load_model(args.model)
@@ -42,11 +43,11 @@ def main() -> None:
     rows = []
     for tau in (999, 700, 400, 100, 20):
         eps = torch.randn(z0.shape, generator=g)
-        a = float(alpha_bar[tau])
-        z_t = a**0.5 * z0 + (1 - a) ** 0.5 * eps
+        a = alpha_bar[tau].float().reshape(1)
+        z_t = core.q_sample(z0, eps, a)
         with torch.no_grad():
             v = model.model_output(z_t, torch.tensor([tau]), cond, sra=True).float()
-        v_true = a**0.5 * eps - (1 - a) ** 0.5 * z0
+        v_true = core.velocity(z0, eps, a)
         for region, sel in (("hole", hole), ("known", ~hole)):
             corr = float(torch.corrcoef(torch.stack([v[sel], eps[sel]]))[0, 1])
             rows.append(

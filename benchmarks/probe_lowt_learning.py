@@ -16,6 +16,7 @@ import time
 
 import torch
 
+import eradiff.core as core
 from eradiff.models.loading import load_model
 
 
@@ -37,19 +38,20 @@ def main(mode: str = "t20", steps: int = 300, batch: int = 4) -> None:
     t0 = time.time()
     for step in range(steps + 1):
         tau = torch.full((batch,), 20) if mode == "t20" else torch.randint(0, 1000, (batch,))
-        a = alpha_bar[tau].view(-1, 1, 1, 1)
+        a = alpha_bar[tau]
         eps = torch.randn(batch, 48, 32, 32)
-        out = unet(torch.cat([(1 - a).sqrt() * eps, channels], 1), tau).sample  # z_0 = 0 in the known region
-        loss = ((out - a.sqrt() * eps) ** 2)[known].mean()
+        z_0 = torch.zeros_like(eps)  # the known region, in residual space
+        out = unet(torch.cat([core.q_sample(z_0, eps, a), channels], 1), tau).sample
+        loss = ((out - core.velocity(z_0, eps, a)) ** 2)[known].mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 50 == 0:
             with torch.no_grad():
                 tau = torch.full((batch,), 20)
-                a = alpha_bar[tau].view(-1, 1, 1, 1)
                 eps = torch.randn(batch, 48, 32, 32)
-                out = unet(torch.cat([(1 - a).sqrt() * eps, channels], 1), tau).sample
+                z_t = core.q_sample(torch.zeros_like(eps), eps, alpha_bar[tau])
+                out = unet(torch.cat([z_t, channels], 1), tau).sample
                 corr = float(torch.corrcoef(torch.stack([out[known], eps[known]]))[0, 1])
             print(f"{mode} step {step:4d}  loss {loss.item():.3f}  corr(v̂, ε) at τ=20 {corr:.3f}  "
                   f"std v̂ {out[known].std().item():.3f}  {time.time() - t0:.0f} s", flush=True)  # fmt: skip
