@@ -6,7 +6,7 @@ v = √ᾱ_t ε − √(1−ᾱ_t) z_0, inside the hole and in the known region 
 residual space). A model that has learned to denoise has mse ≪ mse(v=0) and corr(v, ε) → 1 at
 small τ. Prints a table and writes benchmarks/results/probe_denoising.json.
 
-    python benchmarks/probe_denoising.py [--model SPEC]
+    python benchmarks/probe_denoising.py [--model SPEC] [--out JSON]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="model spec (default: the built-in model)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "probe_denoising.json"), help="JSON path")
     args = p.parse_args()
     import eradiff.core as core
     from eradiff.models.loading import load_model
@@ -67,7 +68,7 @@ def main() -> None:
             f"| {r['tau']} | {r['region']} | {r['v_std']:.3f} | {r['true_v_std']:.3f} | {r['mse']:.3f} | "
             f"{r['mse_of_zero']:.3f} | {r['corr_v_eps']:.3f} |"
         )
-    out = ROOT / "benchmarks" / "results" / "probe_denoising.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": model.name, "seed": args.seed, "rows": rows}, indent=1) + "\n")
 

@@ -6,7 +6,9 @@ task: the known region, where z_0 = 0 and the true v is √ᾱ·ε. Prints the l
 of v̂ with ε at τ = 20 every 50 steps. ``t20`` trains at τ = 20 only; ``uniform`` draws
 τ ~ U{0..999} as training does.
 
-    python benchmarks/probe_lowt_learning.py [t20|uniform]
+    python benchmarks/probe_lowt_learning.py [t20|uniform] [WIDTHS]
+
+WIDTHS (e.g. ``96,128,192,224``) replaces ``block_out_channels`` to try a wider UNet.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ import eradiff.core as core
 from eradiff.models.loading import load_model
 
 
-def main(mode: str = "t20", steps: int = 300, batch: int = 4) -> None:
+def main(mode: str = "t20", widths: str | None = None, steps: int = 300, batch: int = 4) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = load_model(None)  # the shipped config: only its conditioning and schedule are used
-    unet = type(model.unet).from_config(model.unet.config).float()
+    unet_config = dict(model.unet.config)
+    if widths:
+        unet_config["block_out_channels"] = [int(w) for w in widths.split(",")]
+    unet = type(model.unet).from_config(unet_config).float()
+    n_params = sum(p.numel() for p in unet.parameters()) / 1e6
+    print(f"block_out_channels {list(unet.config.block_out_channels)}: {n_params:.1f} M parameters")
     torch.nn.init.zeros_(unet.conv_out.weight)
     torch.nn.init.zeros_(unet.conv_out.bias)
     alpha_bar = model.schedule.alpha_bar().float()
@@ -58,4 +65,4 @@ def main(mode: str = "t20", steps: int = 300, batch: int = 4) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "t20")
+    main(sys.argv[1] if len(sys.argv) > 1 else "t20", sys.argv[2] if len(sys.argv) > 2 else None)

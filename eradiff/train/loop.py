@@ -282,15 +282,31 @@ def _set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor], rank
 
 
 def _math_part(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that change the loss sequence (for a warning on resume)."""
+    """The parts of a config that change the loss sequence (for a warning on resume).
+
+    ``max_steps`` counts only where it shapes the learning-rate schedule (cosine decay ends there).
+    """
     out = json.loads(json.dumps(config))
+    keep_max_steps = out.get("optim", {}).get("schedule") == "cosine"
     out.pop("output_dir", None)
     out.pop("checkpoint", None)
     out.pop("log", None)
     out.get("data", {}).pop("num_workers", None)
-    for k in ("max_steps", "max_nonfinite_steps", "stop_at"):
+    for k in ("max_nonfinite_steps", "stop_at") if keep_max_steps else ("max_steps", "max_nonfinite_steps", "stop_at"):
         out.get("train", {}).pop(k, None)
     return out
+
+
+def _differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _differing_keys(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}")
+    return keys
 
 
 class _Metrics:
@@ -520,8 +536,11 @@ def train(
             import yaml
 
             old = _math_part(config_from_dict(yaml.safe_load(old_cfg.read_text())).to_dict())
-            if old != _math_part(config.to_dict()):
-                accelerator.print(f"warning: the config differs from {old_cfg} in keys that change the results")
+            changed = _differing_keys(old, _math_part(config.to_dict()))
+            if changed:
+                accelerator.print(
+                    f"warning: the config differs from {old_cfg} in keys that change the results: {', '.join(changed)}"
+                )
     if ema is None and tc.ema_decay is not None and is_main:
         ema = EMA(unet, tc.ema_decay)
     if ema is not None:
@@ -537,7 +556,7 @@ def train(
         preview_batch = {k: torch.stack([it[k] for it in items]) for k in ("x_ori", "x_obj", "mask")}
 
     metrics = _Metrics(run_dir, tensorboard=config.log.tensorboard, truncate_after=step) if is_main else None
-    bar = _progress(tc.max_steps, step, config.log.progress and is_main)
+    bar = _progress(tc.max_steps if tc.stop_at is None else tc.stop_at, step, config.log.progress and is_main)
     result = TrainResult(run_dir=run_dir, step=step, nonfinite_steps=nonfinite_total)
 
     def loader_for(e: int, start: int):

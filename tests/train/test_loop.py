@@ -423,3 +423,19 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
         r["step"]: r["loss"] for r in map(json.loads, (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines())
     }
     assert rows == whole
+
+
+@pytest.mark.parametrize(("schedule", "warned"), [("cosine", True), ("constant", False)])
+def test_resume_warns_when_max_steps_reshapes_the_lr_schedule(tmp_path, capsys, schedule, warned):
+    """max_steps sets where cosine decay ends, so extending a cosine run changes its results."""
+    over = ["checkpoint.every=1", f"optim.schedule={schedule}"]
+    train(tiny(tmp_path / "r", "train.max_steps=2", *over))
+    capsys.readouterr()
+    res = train(tiny(tmp_path / "r", "train.max_steps=3", *over), resume="latest")
+    assert res.step == 3
+    out = capsys.readouterr()
+    warnings = [line for line in (out.out + out.err).splitlines() if "keys that change the results" in line]
+    if warned:
+        assert len(warnings) == 1 and warnings[0].endswith(": train.max_steps"), warnings
+    else:
+        assert warnings == []
