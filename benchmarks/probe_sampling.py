@@ -18,6 +18,7 @@ Writes benchmarks/results/probe_sampling.json (or ``--out``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -43,19 +44,17 @@ def main() -> None:
     from eradiff.train.sources import CutoutSource
 
     full_chain = sampler.sampling_timesteps
-    tau_end: list[int | None] = [None]
 
-    def cut_chain(schedule, steps, strength):  # the DDIM step at the first τ_i ≤ τ_end lands on x̂_0
+    def cut_chain(schedule, steps, strength, *, tau_end):  # the DDIM step at the first τ_i ≤ τ_end lands on x̂_0
         tau, prev = full_chain(schedule, steps, strength)
-        if tau_end[0] is None:
+        if tau_end is None:
             return tau, prev
-        below = (tau <= tau_end[0]).nonzero()
+        below = (tau <= tau_end).nonzero()
         last = int(below[0]) if len(below) else len(tau) - 1
         tau, prev = tau[: last + 1].clone(), prev[: last + 1].clone()
         prev[-1] = -1
         return tau, prev
 
-    sampler.sampling_timesteps = cut_chain
     source = CutoutSource.from_manifest(args.manifest, split="train")
     triples = synthesize_triples(source, count=args.count, seed=123)
     metrics = Metrics.load(set_level=False)
@@ -74,7 +73,7 @@ def main() -> None:
     rows = []
     print("| variant | LPIPS-a box | DISTS box | PSNR box |\n| --- | ---: | ---: | ---: |")
     for label, spec, end in variants:
-        tau_end[0] = end
+        sampler.sampling_timesteps = functools.partial(cut_chain, tau_end=end)
         method = build_method(spec, model_cache=cache)
         per = [image_metrics(metrics, method(t.image, t.mask), t) for t in triples]
         row = {

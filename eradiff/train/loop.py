@@ -287,13 +287,15 @@ def _math_part(config: dict[str, Any]) -> dict[str, Any]:
     ``max_steps`` counts only where it shapes the learning-rate schedule (cosine decay ends there).
     """
     out = json.loads(json.dumps(config))
-    keep_max_steps = out.get("optim", {}).get("schedule") == "cosine"
     out.pop("output_dir", None)
     out.pop("checkpoint", None)
     out.pop("log", None)
     out.get("data", {}).pop("num_workers", None)
-    for k in ("max_nonfinite_steps", "stop_at") if keep_max_steps else ("max_steps", "max_nonfinite_steps", "stop_at"):
-        out.get("train", {}).pop(k, None)
+    train_part = out.get("train", {})
+    train_part.pop("max_nonfinite_steps", None)
+    train_part.pop("stop_at", None)
+    if out.get("optim", {}).get("schedule") != "cosine":
+        train_part.pop("max_steps", None)
     return out
 
 
@@ -556,7 +558,8 @@ def train(
         preview_batch = {k: torch.stack([it[k] for it in items]) for k in ("x_ori", "x_obj", "mask")}
 
     metrics = _Metrics(run_dir, tensorboard=config.log.tensorboard, truncate_after=step) if is_main else None
-    bar = _progress(tc.max_steps if tc.stop_at is None else tc.stop_at, step, config.log.progress and is_main)
+    end = tc.max_steps if tc.stop_at is None else tc.stop_at  # the schedule still runs to max_steps
+    bar = _progress(end, step, config.log.progress and is_main)
     result = TrainResult(run_dir=run_dir, step=step, nonfinite_steps=nonfinite_total)
 
     def loader_for(e: int, start: int):
@@ -652,7 +655,6 @@ def train(
     if bar is not None:
         bar[0].start()
     try:
-        end = tc.max_steps if tc.stop_at is None else tc.stop_at
         while step < end:
             if it is None:
                 it = loader_for(epoch, index)
