@@ -134,13 +134,29 @@ def ddim_timesteps(
     spacing: TimestepSpacing = "leading",
     steps_offset: int = 0,
 ) -> Int[Tensor, " n"]:
-    """The decreasing DDIM timestep sequence, as diffusers' ``DDIMScheduler.set_timesteps``.
+    """The decreasing DDIM timestep sequence, equal to diffusers' ``DDIMScheduler.set_timesteps``.
+
+    The float arithmetic is numpy's, step for step, because diffusers builds the sequence with
+    numpy and rounding exact .5 midpoints depends on it (round half to even in both):
+
+    - ``"leading"``: τ_i = i·⌊T/n⌋ + offset.
+    - ``"linspace"``: round(i·(T − 1)/(n − 1)) with the last value exactly T − 1, as
+      ``numpy.linspace`` computes it; ``torch.linspace`` fills from both ends and lands on the
+      other side of .5 for 138 of n ∈ 1..1000 (n = 27, i = 13: 499.49999999999994, so τ = 499 here
+      and in diffusers, where ``torch.linspace`` gives 499.50000000000006, so 500).
+    - ``"trailing"``: round(T + i·δ) − 1 with δ = (T − T/n) − T, the step ``numpy.arange(T, 0,
+      −T/n)`` fills with; δ differs from −T/n in the last bit for some n (n = 48, i = 3:
+      937.4999999999999, so τ = 936, where T − i·T/n = 937.5 would give 937).
+
+    One deliberate difference: for ``"trailing"``, float rounding makes ``numpy.arange`` produce
+    n + 1 values for some n (62 of n ∈ 1..1000 at T = 1000, e.g. n = 61), so diffusers returns
+    n + 1 timesteps, the last one −1 (the clean state, which no UNet call should see). This
+    function returns the n real steps: diffusers' first n values.
 
     Args:
         num_inference_steps: n in [1, T].
         num_train_timesteps: T.
-        spacing: ``"leading"`` (τ_i = i·⌊T/n⌋ + offset), ``"trailing"`` (τ_i = round(T − i·T/n) − 1)
-            or ``"linspace"`` (round(linspace(0, T − 1, n))), cf. Lin et al. 2024, Table 2.
+        spacing: ``"leading"``, ``"trailing"`` or ``"linspace"``, cf. Lin et al. 2024, Table 2.
         steps_offset: added to every τ with ``"leading"`` spacing (SD uses 1).
 
     Returns:
@@ -150,15 +166,18 @@ def ddim_timesteps(
     if not 1 <= num_inference_steps <= num_train_timesteps:
         raise ValueError(f"num_inference_steps must be in [1, {num_train_timesteps}], got {num_inference_steps}")
     n, T = num_inference_steps, num_train_timesteps
+    i = torch.arange(n, dtype=torch.float64)
     if spacing == "leading":
         tau = torch.arange(n, dtype=torch.int64) * (T // n) + steps_offset
         return tau.flip(0)
     if spacing == "trailing":
-        ratio = T / n
-        values = [round(T - i * ratio) - 1 for i in range(n)]
-        return torch.tensor(values, dtype=torch.int64)
-    grid = torch.linspace(0, T - 1, n, dtype=torch.float64).round().to(torch.int64)
-    return grid.flip(0)
+        delta = (T + -(T / n)) - T
+        return (T + i * delta).round().to(torch.int64) - 1
+    if n == 1:
+        return torch.zeros(1, dtype=torch.int64)  # numpy.linspace(0, T − 1, 1) is [0]
+    grid = i * ((T - 1) / (n - 1))
+    grid[-1] = T - 1
+    return grid.round().to(torch.int64).flip(0)
 
 
 def previous_timesteps(

@@ -1,9 +1,11 @@
 """Schedules: properties and reference equality with diffusers' DDIMScheduler."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -64,12 +66,43 @@ def test_ddim_timesteps_match_diffusers(cfg, n):
     assert torch.equal(ours, ref.timesteps)
 
 
-@pytest.mark.parametrize("n,strength", [(50, 1.0), (50, 0.6), (20, 0.75), (10, 0.35), (7, 0.99)])
-def test_strength_start_matches_diffusers_inpaint_rule(n, strength):
-    # diffusers StableDiffusionInpaintPipeline.get_timesteps
-    init_timestep = min(int(n * strength), n)
-    t_start = max(n - init_timestep, 0)
-    assert c.strength_start(n, strength) == t_start
+@pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
+@pytest.mark.parametrize("T", [1000, 250])
+def test_ddim_timesteps_equal_diffusers_for_every_n(spacing, T):
+    """Every n in 1..T. Where diffusers returns n + 1 trailing timesteps (its quirk, ending in −1),
+    ours are its first n (documented in ``ddim_timesteps``)."""
+    offset = 1 if spacing == "leading" else 0
+    ref = DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing, steps_offset=offset)
+    longer = []
+    for n in range(1, T + 1):
+        ref.set_timesteps(n)
+        theirs = ref.timesteps
+        ours = c.ddim_timesteps(n, num_train_timesteps=T, spacing=spacing, steps_offset=offset)
+        if len(theirs) == n + 1:
+            longer.append(n)
+            assert int(theirs[-1]) == -1, f"n={n}: diffusers' extra timestep is {int(theirs[-1])}"
+            theirs = theirs[:n]
+        assert torch.equal(ours, theirs), f"n={n}: first difference at {int((ours != theirs).nonzero()[0])}"
+        assert bool((ours[1:] < ours[:-1]).all()) and int(ours[-1]) >= 0 and int(ours[0]) <= T - 1 + offset
+    assert spacing == "trailing" or longer == [], f"{spacing}: diffusers returned n + 1 values for n in {longer}"
+
+
+def test_strength_start_equals_inpaint_get_timesteps_for_every_n():
+    """diffusers' own ``StableDiffusionInpaintPipeline.get_timesteps`` (run on a stand-in holding
+    only the scheduler) for every n in 1..1000 and strength in {0.01, 0.02, …, 1}."""
+    pipe = SimpleNamespace(scheduler=DDIMScheduler(**SD2_INPAINT))
+    strengths = [k / 100 for k in range(1, 101)]
+    for n in range(1, 1001):
+        pipe.scheduler.set_timesteps(n)
+        for strength in strengths:
+            timesteps, steps = StableDiffusionInpaintPipeline.get_timesteps(pipe, n, strength, "cpu")
+            if steps == 0:
+                with pytest.raises(ValueError, match="runs no step"):
+                    c.strength_start(n, strength)
+                continue
+            i0 = c.strength_start(n, strength)
+            assert i0 == n - steps, f"n={n}, strength={strength}"
+            assert torch.equal(pipe.scheduler.timesteps[i0:], timesteps)
 
 
 def test_strength_that_runs_no_step_raises():
