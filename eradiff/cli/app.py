@@ -10,16 +10,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"eradiff {eradiff.__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
-    if version:
-        typer.echo(eradiff.__version__)
-        raise typer.Exit(0)
+    pass
 
 
 from eradiff.cli.erase import erase_command  # noqa: E402  (commands register below the app)

@@ -3,9 +3,14 @@
 IMG and MASK are files or folders. A folder of images is paired with masks by file stem (a MASK
 folder) or with one mask file for all. Outputs: ``-o`` file or folder; by default
 ``STEM.erased.EXT`` beside an input file, or a sibling folder ``IMGDIR-erased/`` for a folder.
-An output never replaces an input, and is written atomically. Progress and messages go to stderr;
+An output file needs an image suffix; missing output folders are created. An output never
+replaces an input, and is written atomically. A mask with nothing to erase copies the input: the
+file's own bytes when the output has the input's format. Progress and messages go to stderr;
 ``--json`` prints the report on stdout. Every error is one line on stderr with a non-zero exit:
 2 for invalid options, 1 for everything else (any image failing included).
+
+Options, paths and the model spec are checked before torch is imported, so a typo fails at once;
+the JSON report's ``timings`` split the run into import, model load, read, erase and write.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from pathlib import Path
 
 import typer
 
+from eradiff.cli.hub import ModelSpecError, check_model_spec
+from eradiff.cli.threads import apply_threads, check_threads, runtime_report, threads_option
+from eradiff.formats import FORMATS, IMAGE_SUFFIXES, format_for_suffix, format_key
+
 BACKENDS = ("torch", "onnx", "trt")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-INITS = ("noise", "telea")
-FORMAT_CHOICES = ("png", "jpeg", "jpg", "webp", "tiff", "tif", "bmp")
 
 
 class CLIError(Exception):
@@ -46,11 +53,10 @@ class Job:
     compare: Path | None = None
     warnings: list[str] = field(default_factory=list)
     report: dict | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _images_in(folder: Path) -> list[Path]:
-    from eradiff.pipeline.io import IMAGE_SUFFIXES
-
     return sorted(
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
@@ -66,20 +72,23 @@ def _mask_for(stem: str, folder: Path, masks: dict[str, list[Path]]) -> tuple[Pa
 
 
 def _output_suffix(image: Path, fmt: str | None) -> str:
-    from eradiff.pipeline.io import FORMATS, format_for_suffix
-
     if fmt is not None:
         return FORMATS[fmt][1]
     return image.suffix if format_for_suffix(image.suffix) is not None else ".png"
 
 
-def plan_jobs(image: Path, mask: Path, output: Path | None, fmt: str | None) -> list[Job]:
+def plan_jobs(image: Path, mask: Path, output: str | Path | None, fmt: str | None) -> list[Job]:
     """Pair images with masks and choose output paths; checks that nothing overwrites an input.
 
+    ``output`` names a folder when it is one, when IMG is a folder, or when it ends with a path
+    separator (as typed: ``-o out/``); otherwise a file, which needs an image suffix.
+
     Raises:
-        CLIError: missing IMG or MASK, an empty folder, an output folder that is a file, or an
-            output that would replace an input.
+        CLIError: missing IMG or MASK, an empty folder, an output folder that is a file, an output
+            file without an image suffix, or an output that would replace an input.
     """
+    as_folder = output is not None and str(output).endswith(("/", os.sep))
+    output = None if output is None else Path(output)
     if not image.exists():
         raise CLIError(f"image {str(image)!r}: no such file or folder")
     if not mask.exists():
@@ -98,8 +107,10 @@ def plan_jobs(image: Path, mask: Path, output: Path | None, fmt: str | None) -> 
     out_dir: Path | None = None
     if image.is_dir():
         out_dir = output if output is not None else image.parent / f"{image.name}-erased"
-    elif output is not None and (output.is_dir() or str(output).endswith(os.sep)):
+    elif output is not None and (output.is_dir() or as_folder):
         out_dir = output
+    elif output is not None:
+        _check_output_suffix(output, fmt)
     jobs = []
     for img in images:
         m, error = _mask_for(img.stem, mask, masks) if mask.is_dir() else (mask, None)
@@ -119,6 +130,16 @@ def plan_jobs(image: Path, mask: Path, output: Path | None, fmt: str | None) -> 
     if len(set(outputs)) != len(outputs):
         raise CLIError("several images would be written to the same output file; use an output folder")
     return jobs
+
+
+def _check_output_suffix(output: Path, fmt: str | None) -> None:
+    if not output.suffix:
+        raise CLIError(
+            f"output {str(output)!r} has no image suffix: name a file such as {output.name}.png, "
+            f"or a folder as {output.name}{os.sep}"
+        )
+    if fmt is None and format_for_suffix(output.suffix) is None:
+        raise CLIError(f"output {str(output)!r}: unknown image suffix {output.suffix!r}")
 
 
 def _check_writable(jobs: list[Job]) -> None:
@@ -151,8 +172,12 @@ def erase_command(
     mask: Path = typer.Argument(
         ..., help="Mask file (white = erase), or a folder of masks matched by file stem.", show_default=False
     ),
-    output: Path | None = typer.Option(
-        None, "-o", "--output", help="Output file or folder (default: STEM.erased.EXT, or IMGDIR-erased/)."
+    output: str | None = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Output file (with an image suffix) or folder; missing folders are created "
+        "(default: STEM.erased.EXT beside IMG, or IMGDIR-erased/).",
     ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="'default', a diffusers SD2-inpainting folder, a .safetensors file or a hub id."
@@ -160,7 +185,7 @@ def erase_command(
     steps: int = typer.Option(20, "--steps", help="DDIM steps."),
     strength: float = typer.Option(1.0, "--strength", help="In (0, 1]: 1 starts from pure noise (Sec. 5.4)."),
     eta: float = typer.Option(0.0, "--eta", help="DDIM eta (0 = deterministic)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; -1 picks one and prints it."),
+    seed: int = typer.Option(0, "--seed", help="Seed (0, as in the API); -1 picks a random one and prints it."),
     dilate: int = typer.Option(7, "--dilate", help="Grow the mask by this many pixels."),
     feather: int = typer.Option(4, "--feather", help="Soft paste edge in pixels inside the dilated ring."),
     no_sra: bool = typer.Option(False, "--no-sra", help="Plain self-attention (the 'w/o SRA' ablation)."),
@@ -179,6 +204,7 @@ def erase_command(
         "torch", "--backend", help="UNet backend: torch | onnx (--model FILE.onnx) | trt (--model FILE.plan)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Erase what MASK covers in IMG and fill it with coherent background."""
     args = dict(locals())
@@ -214,67 +240,69 @@ def _options(args: dict, seed: int):
         raise CLIError(str(exc), 2) from exc
 
 
-def _run(console, **args) -> int:
-    from eradiff.errors import EraDiffError
-
-    started = time.perf_counter()
+def _check_choices(args: dict) -> str | None:
+    """Option values checked without torch; returns the ``--format`` key (None = the input's)."""
     if args["backend"] not in BACKENDS:
         raise CLIError(f"backend {args['backend']!r} is not available; choose one of {', '.join(BACKENDS)}", 2)
     if args["device"] not in DEVICES:
         raise CLIError(f"device {args['device']!r} is not valid; choose one of {', '.join(DEVICES)}", 2)
-    if args["init"] not in INITS:
-        raise CLIError(f"init {args['init']!r} is not valid; choose one of {', '.join(INITS)}", 2)
-    fmt = args["fmt"]
-    if fmt is not None:
-        if fmt.lower() not in FORMAT_CHOICES:
-            raise CLIError(f"format {fmt!r} is not supported; choose one of png, jpeg, webp, tiff, bmp", 2)
-        fmt = {"jpg": "jpeg", "tif": "tiff"}.get(fmt.lower(), fmt.lower())
+    if args["seed"] < -1:
+        raise CLIError(f"seed must be ≥ 0, or -1 for a random one; got {args['seed']}", 2)
+    try:
+        check_threads(args["threads"])
+    except ValueError as exc:
+        raise CLIError(str(exc), 2) from exc
+    if args["backend"] != "torch" and args["model"] is None:
+        suffix = ".onnx" if args["backend"] == "onnx" else ".plan"
+        raise CLIError(f"--backend {args['backend']} needs --model FILE{suffix} (written by eradiff export)", 2)
+    if args["fmt"] is None:
+        return None
+    fmt = format_key(args["fmt"])
+    if fmt is None:
+        raise CLIError(f"format {args['fmt']!r} is not supported; choose one of {', '.join(FORMATS)}", 2)
+    return fmt
+
+
+def _run(console, **args) -> int:
+    started = time.perf_counter()
+    # 1. what needs no torch: option values, paths, output folders, the model spec (fails at once)
+    fmt = _check_choices(args)
+    jobs = plan_jobs(args["image"], args["mask"], args["output"], fmt)
+    _check_writable(jobs)
+    offline = args["offline"]
+    if args["backend"] == "torch":
+        try:
+            offline = check_model_spec(args["model"], offline=offline)
+        except ModelSpecError as exc:
+            raise CLIError(str(exc), 1) from exc
     seed = args["seed"]
-    if seed < -1:
-        raise CLIError(f"seed must be ≥ 0, or -1 for a random one; got {seed}", 2)
     if seed == -1:
         seed = secrets.randbelow(2**31)
         _say(console, f"seed: {seed}")
-    options = _options(args, seed)
-    if args["offline"]:
-        from eradiff.models.loading import set_offline
-
-        set_offline()
-    jobs = plan_jobs(args["image"], args["mask"], args["output"], fmt)
-    _check_writable(jobs)
-
-    import torch
-
-    from eradiff.models.loading import load_model, resolve_device
-
-    try:
-        device = resolve_device(args["device"])
-    except ValueError as exc:
-        raise CLIError(str(exc), 2) from exc
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    # 2. torch and the pipeline; the options' ranges are checked by EraseOptions (imports torch)
     t0 = time.perf_counter()
-    with console.status("loading model…"):
-        try:
-            if args["backend"] == "torch":
-                model = load_model(args["model"], device=device, dtype=dtype, offline=args["offline"])
-            else:
-                model = _load_artifact(args, device)
-        except EraDiffError as exc:
-            from eradiff.export.trt import TensorRTUnavailable
-
-            raise CLIError(str(exc), 2 if isinstance(exc, TensorRTUnavailable) else 1) from exc
-    load_seconds = time.perf_counter() - t0
+    options = _options(args, seed)
+    apply_threads(args["threads"])
+    timings = {"import": time.perf_counter() - t0}
+    # 3. the model, then every image
+    t0 = time.perf_counter()
+    model, device, dtype = _load(args, offline=offline, console=console)
+    timings["load"] = time.perf_counter() - t0
     _erase_all(model, jobs, options, fmt=fmt, compare=args["compare"], console=console)
+    for phase in ("read", "erase", "write"):
+        timings[phase] = sum(job.timings.get(phase, 0.0) for job in jobs)
     failed = [job for job in jobs if job.status == "failed"]
     seconds = time.perf_counter() - started
+    timings["total"] = seconds
     _summary(jobs, seconds, console)
     if args["json_out"]:
         report = {
             "model": {"spec": args["model"] or "default", "name": model.name, "family": model.family,
                       "device": str(device), "dtype": str(dtype).removeprefix("torch."), "backend": args["backend"],
-                      "load_seconds": round(load_seconds, 4)},
+                      "load_seconds": round(timings["load"], 4)},
             "options": asdict(options),
             "seed": seed,
+            "runtime": runtime_report(),
             "images": [
                 {"image": str(j.image), "mask": None if j.mask is None else str(j.mask), "output": str(j.output),
                  "compare": None if j.compare is None else str(j.compare), "status": j.status, "error": j.error,
@@ -282,19 +310,42 @@ def _run(console, **args) -> int:
                 for j in jobs
             ],
             "summary": {"ok": sum(j.status != "failed" for j in jobs), "failed": len(failed),
-                        "seconds": round(seconds, 4)},
+                        "copied": sum(j.status == "copied" for j in jobs), "seconds": round(seconds, 4)},
+            "timings": {k: round(v, 4) for k, v in timings.items()},
         }  # fmt: skip
         print(json.dumps(report, indent=2))
     return 1 if failed else 0
+
+
+def _load(args: dict, *, offline: bool, console):
+    """The model on its device: ``(model, device, dtype)``; a load error is a one-line CLIError."""
+    import torch
+
+    from eradiff.errors import EraDiffError
+    from eradiff.models.loading import load_model, resolve_device
+
+    try:
+        device = resolve_device(args["device"])
+    except ValueError as exc:
+        raise CLIError(str(exc), 2) from exc
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    with console.status("loading model…"):
+        try:
+            if args["backend"] == "torch":
+                model = load_model(args["model"], device=device, dtype=dtype, offline=offline)
+            else:
+                model = _load_artifact(args, device)
+        except EraDiffError as exc:
+            from eradiff.export.trt import TensorRTUnavailable
+
+            raise CLIError(str(exc), 2 if isinstance(exc, TensorRTUnavailable) else 1) from exc
+    return model, device, dtype
 
 
 def _load_artifact(args: dict, device):
     """``--backend onnx|trt``: an exported file (``eradiff export``) runs the UNet; the rest is shared."""
     from eradiff.export import load_backend_model
 
-    if args["model"] is None:
-        suffix = ".onnx" if args["backend"] == "onnx" else ".plan"
-        raise CLIError(f"--backend {args['backend']} needs --model FILE{suffix} (written by eradiff export)", 2)
     return load_backend_model(args["model"], args["backend"], device=str(device), offline=args["offline"])
 
 
@@ -332,23 +383,31 @@ def _erase_one(model, job: Job, options, *, fmt: str | None, compare: bool, prog
         job.status = "failed"
         return
     try:
+        t0 = time.perf_counter()
         loaded = read_image(job.image)
         mask, mask_warnings = read_mask(job.mask, loaded.size)
         job.warnings.extend(mask_warnings)
         key = output_format(loaded, job.output, fmt)
+        t1 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = erase(model, loaded.pixels, mask, options, progress=progress)
         job.warnings.extend(str(w.message) for w in caught if issubclass(w.category, UserWarning))
-        data = encode_image(result.image, key, like=loaded)
+        t2 = time.perf_counter()
+        copied = result.report.masked_pixels == 0
+        if copied and key == loaded.format == format_for_suffix(job.image.suffix):
+            data = job.image.read_bytes()  # nothing to erase: the input file itself, not a re-encoding
+        else:
+            data = encode_image(result.image, key, like=loaded)
         compare_data = encode_image(side_by_side(loaded.pixels, result.image), key, like=loaded) if compare else None
         job.output.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(job.output, data)
         if compare_data is not None:
             job.compare = job.output.with_name(f"{job.output.stem}.compare{job.output.suffix}")
             atomic_write(job.compare, compare_data)
+        job.timings = {"read": t1 - t0, "erase": t2 - t1, "write": time.perf_counter() - t2}
         job.report = result.report.to_dict()
-        job.status = "copied" if result.report.masked_pixels == 0 else "ok"
+        job.status = "copied" if copied else "ok"
     except EraDiffError as exc:
         job.status, job.error = "failed", str(exc)
     except OSError as exc:
@@ -358,6 +417,21 @@ def _erase_one(model, job: Job, options, *, fmt: str | None, compare: bool, prog
 
 
 def _summary(jobs: list[Job], seconds: float, console) -> None:
+    """One line for one image (nothing more after its error line); a table first for a batch.
+
+    A failed image's error was printed when it failed: the table shows its status only.
+    """
+    counts = {status: sum(job.status == status for job in jobs) for status in ("ok", "copied", "failed")}
+    if len(jobs) == 1:
+        job = jobs[0]
+        if job.status == "ok":
+            windows = len(job.report["windows"])
+            console.print(f"erased {job.image.name} → {job.output} ({windows} window{'s' * (windows != 1)}) "
+                          f"in {seconds:.1f} s", markup=False, soft_wrap=True)  # fmt: skip
+        elif job.status == "copied":
+            console.print(f"copied {job.image.name} unchanged → {job.output} (the mask is empty)", markup=False,
+                          soft_wrap=True)  # fmt: skip
+        return
     from rich.table import Table
 
     table = Table(title=None, show_edge=False, box=None, pad_edge=False)
@@ -367,8 +441,8 @@ def _summary(jobs: list[Job], seconds: float, console) -> None:
         windows = len(job.report["windows"]) if job.report else 0
         secs = f"{job.report['seconds']:.2f}" if job.report else "-"
         colour = {"ok": "green", "copied": "yellow", "failed": "red"}.get(job.status, "white")
-        shown = str(job.output) if job.status != "failed" else (job.error or "")
+        shown = str(job.output) if job.status != "failed" else "-"
         table.add_row(job.image.name, f"[{colour}]{job.status}[/{colour}]", str(windows), secs, shown)
     console.print(table)
-    ok = sum(job.status != "failed" for job in jobs)
-    console.print(f"{ok} of {len(jobs)} image(s) erased in {seconds:.1f} s")
+    parts = [f"{counts['ok']} erased"] + [f"{counts[k]} {k}" for k in ("copied", "failed") if counts[k]]
+    console.print(f"{len(jobs)} images: {', '.join(parts)} in {seconds:.1f} s")

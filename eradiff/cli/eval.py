@@ -21,6 +21,8 @@ from pathlib import Path
 
 import typer
 
+from eradiff.cli.threads import apply_threads, check_threads, threads_option
+
 DEFAULT_METHODS = ("eradiff=default", "telea", "ns")
 
 
@@ -51,8 +53,13 @@ def eval_command(
     ),
     device: str = typer.Option("cpu", "--device", help="Device for models: cpu, cuda, mps or auto."),
     examples: int = typer.Option(3, "--examples", min=0, help="Example rows in the figure."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Measure erasure methods (models and classical baselines) on triples."""
+    try:
+        check_threads(threads)
+    except ValueError as exc:
+        _fail(str(exc))
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -64,6 +71,7 @@ def eval_command(
     from eradiff.eval.triples import save_triples as save_triples_to
     from eradiff.metrics.weights import MetricWeightsUnavailable
 
+    apply_threads(threads)
     console = Console(stderr=True, highlight=False)
     sources = [triples is not None, manifest is not None, objects is not None or backgrounds is not None]
     if sum(sources) != 1:

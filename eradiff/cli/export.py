@@ -22,6 +22,8 @@ from pathlib import Path
 import typer
 
 from eradiff.cli.app import app
+from eradiff.cli.hub import ModelSpecError, check_model_spec
+from eradiff.cli.threads import apply_threads, check_threads, threads_option
 
 FLAVOUR_CHOICES = ("auto", "trt", "portable")
 
@@ -84,6 +86,7 @@ def export_command(
     timing_cache: Path | None = typer.Option(None, "--timing-cache", help="TensorRT timing-cache file (read/write)."),
     offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable report on stdout."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Export a model's UNet to ONNX (Self-Rectifying Attention in the graph) or build a TensorRT engine."""
     args = dict(locals())
@@ -128,6 +131,14 @@ def _run(**args) -> dict:
     profile_args = (args["min_size"], args["opt_size"], args["max_size"], args["opt_level"], args["timing_cache"])
     if plan_path is None and any(a is not None for a in profile_args):
         raise _Fail("--min/--opt/--max/--opt-level/--timing-cache apply to --trt only", 2)
+    try:
+        check_threads(args["threads"])
+        args["offline"] = check_model_spec(args["model"], offline=args["offline"])
+    except ModelSpecError as exc:
+        raise _Fail(str(exc), 1) from exc
+    except ValueError as exc:
+        raise _Fail(str(exc), 2) from exc
+    apply_threads(args["threads"])
     if plan_path is None:
         return {"onnx": _export(onnx_path, args)}
     from eradiff.export.trt import require_trt

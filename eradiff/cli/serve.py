@@ -14,6 +14,9 @@ import time
 
 import typer
 
+from eradiff.cli.hub import ModelSpecError, check_model_spec
+from eradiff.cli.threads import apply_threads, check_threads, threads_option
+
 BACKENDS = ("torch", "onnx", "trt")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
@@ -36,6 +39,7 @@ def serve_command(
     ),
     offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
     open_browser: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Serve a local web page to paint a mask and erase, plus an HTTP API (POST /api/erase)."""
     try:
@@ -53,6 +57,15 @@ def serve_command(
         _fail(f"--backend {backend} needs --model FILE{suffix} (written by eradiff export)", 2)
     if not 0 <= port <= 65535:
         _fail(f"port must be in 0–65535, got {port}", 2)
+    try:
+        check_threads(threads)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    if backend == "torch":
+        try:
+            offline = check_model_spec(model, offline=offline)
+        except ModelSpecError as exc:
+            _fail(str(exc), 1)
 
     from eradiff.serve.app import ServeSettings, create_app
 
@@ -61,6 +74,7 @@ def serve_command(
                                  allowed_hosts=_allowed_hosts(host))  # fmt: skip
     except ValueError as exc:
         _fail(str(exc), 2)
+    apply_threads(threads)
     model_obj, device_name, seconds = _load(model, device=device, backend=backend, offline=offline)
     sock = _bind(host, port)
     url = _url(host, sock.getsockname()[1])

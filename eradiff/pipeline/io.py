@@ -39,21 +39,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from eradiff.errors import InputError, OutputError, first_line
+from eradiff.formats import FORMATS, IMAGE_SUFFIXES, format_for_suffix, format_key
 
 MAX_PIXELS = 16384 * 16384  # decompression-bomb limit (268 MP), checked before decoding
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm")
-# our format key → (Pillow format, default suffix)
-FORMATS: dict[str, tuple[str, str]] = {
-    "png": ("PNG", ".png"),
-    "jpeg": ("JPEG", ".jpg"),
-    "webp": ("WEBP", ".webp"),
-    "tiff": ("TIFF", ".tif"),
-    "bmp": ("BMP", ".bmp"),
-}
 _PIL_TO_KEY = {pil: key for key, (pil, _) in FORMATS.items()}
-_SUFFIX_TO_KEY = {
-    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp",
-}  # fmt: skip
 _ORIENTATION = 0x0112
 JPEG_QUALITY = 95
 
@@ -81,11 +70,6 @@ class LoadedImage:
     def size(self) -> tuple[int, int]:
         """(width, height)."""
         return self.pixels.shape[1], self.pixels.shape[0]
-
-
-def format_for_suffix(suffix: str) -> str | None:
-    """Our format key for a file suffix (``".jpg"`` → ``"jpeg"``), or None if not writable."""
-    return _SUFFIX_TO_KEY.get(suffix.lower())
 
 
 def _open(path: Path, what: str, max_pixels: int) -> Image.Image:
@@ -285,12 +269,8 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int], *, name: str = "mask") -> 
 def output_format(image: LoadedImage, out_path: Path | None, requested: str | None) -> str:
     """The format key to write: ``requested``, else the output suffix's, else the input's."""
     if requested is not None:
-        key = requested.lower()
-        if key == "jpg":
-            key = "jpeg"
-        if key == "tif":
-            key = "tiff"
-        if key not in FORMATS:
+        key = format_key(requested)
+        if key is None:
             raise OutputError(f"format {requested!r} is not supported; choose one of {', '.join(FORMATS)}")
         return key
     if out_path is not None and out_path.suffix:

@@ -253,3 +253,106 @@ def test_output_file_permissions_follow_umask(tmp_path, pixel_file):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "p.erased.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_empty_mask_on_a_jpeg_copies_the_file_and_says_copied(tmp_path, pixel_file):
+    """Nothing to erase: the output is the input file byte for byte (no JPEG re-encoding)."""
+    write_photo(tmp_path / "p.jpg")
+    Image.fromarray(np.zeros((36, 44), np.uint8)).save(tmp_path / "m.png")
+    result = runner.invoke(app, ["erase", str(tmp_path / "p.jpg"), str(tmp_path / "m.png"), "--model",
+                                 str(pixel_file), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "p.erased.jpg").read_bytes() == (tmp_path / "p.jpg").read_bytes()
+    report = json.loads(result.stdout)
+    assert report["images"][0]["status"] == "copied" and report["summary"]["copied"] == 1
+    assert "copied p.jpg unchanged" in result.stderr and "erased" not in result.stderr.replace("p.erased.jpg", "")
+
+
+def test_a_failed_image_is_one_line_without_quiet(tmp_path, pixel_file):
+    write_photo(tmp_path / "p.png")
+    write_mask(tmp_path / "m.png", 30, 30)
+    result = runner.invoke(app, ["erase", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "--model",
+                                 str(pixel_file), "--steps", "1"])  # fmt: skip
+    assert_one_line_error(result, 1, "aspect ratios differ")
+
+
+def test_a_batch_prints_each_error_once(tmp_path, pixel_file):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "masks").mkdir()
+    for stem in ("a", "b"):
+        write_photo(tmp_path / "imgs" / f"{stem}.png", seed=ord(stem))
+    write_mask(tmp_path / "masks" / "a.png")
+    result = runner.invoke(app, ["erase", str(tmp_path / "imgs"), str(tmp_path / "masks"), "--model",
+                                 str(pixel_file), "--steps", "1"])  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.count("no mask named b.*") == 1, result.stderr
+    assert "2 images: 1 erased, 1 failed" in result.stderr
+
+
+def test_hub_id_that_cannot_be_reached_fails_at_once_in_one_line(tmp_path):
+    """No retries: one probe of the hub, then one line (the hub here is a closed local port)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    write_photo(tmp_path / "p.png")
+    write_mask(tmp_path / "m.png")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: connections are refused
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "eradiff.cli", "erase", str(tmp_path / "p.png"),
+                          str(tmp_path / "m.png"), "--model", "some-owner/some-model"], capture_output=True,
+                         text=True, env=env, timeout=120)  # fmt: skip
+    seconds = time.monotonic() - t0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert (
+        lines[0].startswith("error: model 'some-owner/some-model': the Hugging Face hub")
+        and "cannot be reached" in lines[0]
+    )
+    assert seconds < 20, seconds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "p.png"]
+
+
+def test_hub_id_in_the_cache_loads_from_it_when_the_hub_cannot_be_reached(tmp_path, sd2_folder):
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    write_photo(tmp_path / "p.png", 30, 30)
+    write_mask(tmp_path / "m.png", 30, 30, (8, 22, 8, 22))
+    repo = tmp_path / "hf" / "hub" / "models--some-owner--tiny-sd2"
+    revision = "0" * 40
+    shutil.copytree(sd2_folder, repo / "snapshots" / revision, ignore=shutil.ignore_patterns(".done"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
+    out = subprocess.run([sys.executable, "-m", "eradiff.cli", "erase", str(tmp_path / "p.png"),
+                          str(tmp_path / "m.png"), "--model", "some-owner/tiny-sd2", "--steps", "1", "--json", "-q"],
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["model"]["family"] == "latent"
+    assert (tmp_path / "p.erased.png").is_file()
+
+
+def test_output_without_suffix_is_refused_and_help_says_folders_are_created(tmp_path, pixel_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_photo(tmp_path / "p.jpg")
+    write_mask(tmp_path / "m.png")
+    result = runner.invoke(app, ["erase", "p.jpg", "m.png", "-o", "result", "--model", str(pixel_file), "-q"])
+    assert_one_line_error(result, 1, "'result' has no image suffix")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "p.jpg"]
+    assert runner.invoke(app, ["erase", "p.jpg", "m.png", "-o", "new/sub/", "--model", str(pixel_file),
+                               "--steps", "1", "-q"]).exit_code == 0  # fmt: skip
+    assert (tmp_path / "new" / "sub" / "p.jpg").is_file()
+    help_text = " ".join(runner.invoke(app, ["erase", "--help"]).stdout.replace("│", " ").split())
+    assert "missing folders are created" in help_text
