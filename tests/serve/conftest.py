@@ -51,8 +51,8 @@ def client(make_client):
 
 
 @pytest.fixture
-def live_server(serve_model, tmp_path) -> Iterator[str]:
-    """A real uvicorn server on 127.0.0.1 (free port) in a thread; yields its base URL."""
+def live_app(serve_model, tmp_path) -> Iterator[tuple[str, object]]:
+    """A real uvicorn server on 127.0.0.1 (free port) in a thread; yields its base URL and the app."""
     import uvicorn
 
     from eradiff.serve.app import ServeSettings, create_app
@@ -71,7 +71,13 @@ def live_server(serve_model, tmp_path) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", app
     server.should_exit = True
     thread.join(15)
     sock.close()
+
+
+@pytest.fixture
+def live_server(live_app) -> str:
+    """The base URL of :func:`live_app`'s server."""
+    return live_app[0]
