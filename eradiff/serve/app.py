@@ -11,6 +11,7 @@
 | ``GET /api/jobs/{id}/events``  | the same as Server-Sent Events until the job ends                   |
 | ``GET /api/jobs/{id}/result``  | the erased image once done (409 before, the job's error after one)  |
 | ``DELETE /api/jobs/{id}``      | cancel a waiting or running job                                    |
+| ``GET /api/openapi.json``      | the OpenAPI schema (no docs page: it would need a CDN the CSP bars)  |
 
 Every error is JSON ``{"error": "one line", "code": "..."}`` (codes in :mod:`eradiff.serve.inputs`;
 ``queue_full`` is a 503 with Retry-After). Image replies carry ``X-EraDiff-Seed``,
@@ -167,7 +168,8 @@ def create_app(model: Any, settings: ServeSettings | None = None, *, device: str
             if owned:
                 shutil.rmtree(state["tmp"], ignore_errors=True)
 
-    app = FastAPI(title="eradiff", version=eradiff.__version__, lifespan=lifespan, docs_url="/api/docs",
+    # no Swagger/ReDoc page: FastAPI loads them from a CDN, which the CSP (and a local tool) forbids
+    app = FastAPI(title="eradiff", version=eradiff.__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url="/api/openapi.json")  # fmt: skip
     app.state.worker, app.state.jobs, app.state.settings = worker, jobs, settings
 
@@ -217,7 +219,6 @@ def create_app(model: Any, settings: ServeSettings | None = None, *, device: str
     @app.get("/api/model")
     async def model_info() -> dict[str, Any]:
         defaults = {k: getattr(settings.defaults, k) for k in OPTION_TYPES if hasattr(settings.defaults, k)}
-        defaults["seed"] = -1  # a request without a seed gets a random one
         return {
             "name": model.name,
             "family": model.family,
@@ -385,11 +386,12 @@ def _host(request: Request) -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """False when a browser says the request comes from another origin (CSRF guard)."""
+    """False when a browser says the request comes from another origin: scheme, host or port (CSRF guard)."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    parts = urlsplit(origin)
+    return parts.scheme == request.url.scheme and parts.netloc == request.headers.get("host", "")
 
 
 __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_UPLOAD_MB", "JobStore", "ServeSettings", "create_app"]

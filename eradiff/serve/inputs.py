@@ -271,7 +271,7 @@ def _rename(exc: BaseException, path: Path, name: str) -> str:
 OPTION_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "steps": (int, f"DDIM steps, 1–{MAX_STEPS}"),
     "strength": ((int, float), "in (0, 1]; 1 starts from pure noise"),
-    "seed": ((int, type(None)), "≥ 0, or -1/null for a random seed"),
+    "seed": ((int, type(None)), "≥ 0 (default 0, as the command line), or -1/null for a random seed"),
     "sra": (bool, "Self-Rectifying Attention on/off"),
     "dilate": (int, f"mask dilation in px, 0–{MAX_DILATE}"),
     "feather": (int, f"paste ramp in px, 0–{MAX_DILATE}"),
@@ -295,10 +295,12 @@ class RequestOptions:
 def parse_options(raw: bytes | bytearray | str | None, *, defaults: EraseOptions, seed: int) -> RequestOptions:
     """Parse the ``options`` JSON object; missing keys take ``defaults``.
 
+    The seed follows the command line's rule: absent means the default (0), -1 or null a random one.
+
     Args:
         raw: the JSON text (None or empty = all defaults).
         defaults: the server's default options.
-        seed: the seed to use when the request asks for a random one (-1, null or absent).
+        seed: the seed to use when the request asks for a random one (-1 or null).
 
     Raises:
         ApiError: 422 ``bad_options`` naming the key, or listing the valid keys.
@@ -333,7 +335,7 @@ def parse_options(raw: bytes | bytearray | str | None, *, defaults: EraseOptions
         fmt = {"jpg": "jpeg", "tif": "tiff"}.get(fmt.lower(), fmt.lower())
         if fmt not in FORMATS:
             raise ApiError(422, "bad_options", f"option 'format' = {fmt[:20]!r}: choose one of {', '.join(FORMATS)}")
-    requested_seed = values.pop("seed", None)
+    requested_seed = values.pop("seed", defaults.seed)
     random_seed = requested_seed is None or requested_seed == -1
     if not random_seed and requested_seed < 0:
         raise ApiError(422, "bad_options", f"option 'seed' = {requested_seed}: expected ≥ 0, or -1 for a random seed")

@@ -59,7 +59,7 @@ def test_health_and_model_info(client, serve_model):
     assert info["name"] == serve_model.name == "tiny-pixel"
     assert info["native_size"] == serve_model.native_size == 32
     assert info["backend"] == "torch" and info["device"] == "cpu" and info["family"] == "pixel"
-    assert info["defaults"]["steps"] == 20 and info["defaults"]["seed"] == -1
+    assert info["defaults"]["steps"] == 20 and info["defaults"]["seed"] == 0
     assert info["limits"]["max_pixels"] == 50_000_000
 
 
@@ -72,6 +72,16 @@ def test_page_and_static_files_are_served_with_a_csp(client):
         assert r.status_code == 200 and kind in r.headers["content-type"]
     assert_error(client.get("/static/../pyproject.toml"), 404, "not_found")
     assert_error(client.get("/nothing-here"), 404, "not_found")
+
+
+def test_no_page_needs_the_internet_and_the_openapi_schema_stays(client):
+    """FastAPI's docs page loads Swagger from a CDN that the CSP forbids: there is none; the schema is served."""
+    assert_error(client.get("/api/docs"), 404, "not_found")
+    assert_error(client.get("/docs"), 404, "not_found")
+    schema = client.get("/api/openapi.json")
+    assert schema.status_code == 200 and "/api/erase" in schema.json()["paths"]
+    page = client.get("/").text
+    assert "http://" not in page and "https://" not in page
 
 
 # -- real erases -----------------------------------------------------------------------------------
@@ -101,10 +111,18 @@ def test_erase_png_changes_the_mask_only_and_reports_seed_and_timings(client):
 
 def test_random_seed_is_reported_and_reproduces(client):
     image, mask = png_bytes(photo()), png_bytes(box_mask())
-    r = post(client, image, mask, {"steps": 3})
+    r = post(client, image, mask, {"steps": 3, "seed": -1})
     seed = int(r.headers["x-eradiff-seed"])
     assert 0 <= seed < 2**31
     assert post(client, image, mask, {"steps": 3, "seed": seed}).content == r.content
+    assert post(client, image, mask, {"steps": 3, "seed": None}).status_code == 200
+
+
+def test_a_request_without_a_seed_uses_0_as_the_command_line(client):
+    image, mask = png_bytes(photo()), png_bytes(box_mask())
+    first, second = post(client, image, mask, {"steps": 3}), post(client, image, mask)
+    assert first.headers["x-eradiff-seed"] == second.headers["x-eradiff-seed"] == "0"
+    assert first.content == post(client, image, mask, {"steps": 3, "seed": 0}).content
 
 
 def test_jpeg_in_jpeg_out_and_format_option(client):
@@ -287,6 +305,8 @@ def test_cross_origin_posts_and_foreign_hosts_are_refused(make_client):
     image, mask = png_bytes(photo()), png_bytes(box_mask())
     assert_error(post(client, image, mask, headers={"origin": "https://evil.example"}), 403, "cross_origin")
     assert post(client, image, mask, {"steps": 1}, headers={"origin": "http://testserver"}).status_code == 200
+    assert_error(post(client, image, mask, headers={"origin": "https://testserver"}), 403, "cross_origin")
+    assert_error(post(client, image, mask, headers={"origin": "http://testserver:8001"}), 403, "cross_origin")
     assert_error(client.get("/api/health", headers={"host": "evil.example:8000"}), 400, "bad_host")
     assert client.get("/api/health", headers={"host": "127.0.0.1:8000"}).status_code == 200
 

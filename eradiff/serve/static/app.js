@@ -78,6 +78,7 @@ async function loadModelInfo() {
     ui.strengthOut.textContent = Number(d.strength).toFixed(2);
     ui.sra.checked = d.sra;
     ui.dilate.value = d.dilate;
+    ui.seed.value = d.seed; // 0, as the command line; cleared or -1 = a random seed
   } catch (err) {
     ui.modelInfo.textContent = "server not reachable";
   }
