@@ -3,6 +3,7 @@
 | function                    | what                                                                  |
 | --------------------------- | --------------------------------------------------------------------- |
 | ``tiny_clip_tokenizer``     | a ``CLIPTokenizer`` from a letters-only vocab and an empty merge list |
+| ``tiny_sd2_unet_config``    | the UNet2DConditionModel configuration of that folder                 |
 | ``tiny_sd2_inpaint_folder`` | an SD2-inpainting-architecture diffusers folder (``save_pretrained``) |
 | ``tiny_pixel_config``       | a small :class:`~eradiff.models.family.PixelModelConfig`              |
 | ``tiny_pixel_file``         | that model, randomly initialised, saved as one safetensors file       |
@@ -43,6 +44,17 @@ def tiny_clip_tokenizer(folder: str | Path) -> Any:
     )
 
 
+def tiny_sd2_unet_config(*, sample_size: int = 16) -> dict[str, Any]:
+    """A tiny SD2-inpainting UNet2DConditionModel: 9 input channels, block_out_channels (32, 64),
+    self- and cross-attention (32-d, linear projections) at both levels."""
+    return dict(
+        sample_size=sample_size, in_channels=9, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=(2, 4), use_linear_projection=True,
+    )  # fmt: skip
+
+
 def tiny_sd2_inpaint_folder(folder: str | Path, *, seed: int = 0, sample_size: int = 16) -> Path:
     """Build a randomly initialised SD2-inpainting-architecture pipeline and ``save_pretrained`` it.
 
@@ -63,12 +75,7 @@ def tiny_sd2_inpaint_folder(folder: str | Path, *, seed: int = 0, sample_size: i
 
     folder = Path(folder)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=sample_size, in_channels=9, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=(2, 4), use_linear_projection=True,
-    )  # fmt: skip
+    unet = UNet2DConditionModel(**tiny_sd2_unet_config(sample_size=sample_size))
     vae = AutoencoderKL(
         block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
@@ -163,4 +170,5 @@ __all__ = [
     "tiny_pixel_config",
     "tiny_pixel_file",
     "tiny_sd2_inpaint_folder",
+    "tiny_sd2_unet_config",
 ]

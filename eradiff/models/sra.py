@@ -1,13 +1,32 @@
 """Self-Rectifying Attention inside diffusers UNets, through the attention-processor API.
 
-:func:`install_sra` puts one :class:`SRAAttnProcessor` on every *self*-attention layer of a
+:func:`install_sra` puts :class:`SRAAttnProcessor` on every *self*-attention layer of a
 diffusers model (cross-attention layers keep their processor) and returns the
-:class:`SRAState` they share. The caller sets the mask once per image (at the UNet input
-resolution) and switches SRA on or off per call::
+:class:`SRAState` they share. The mask (at the UNet input resolution) reaches them by one of two
+routes::
 
     state = install_sra(unet)
     with state.use(mask_lat, enabled=True):      # mask_lat: (b, h, w) bool, True = erase
-        out = unet(x, t, ...)
+        out = unet(x, t, ...)                    # any model, UNet2DModel included
+    out = unet(x, t, encoder_hidden_states=emb, cross_attention_kwargs={"sra_mask": mask_lat})
+
+The second route is diffusers' own channel to attention processors, so SRA runs inside a stock
+pipeline call (``pipe(..., cross_attention_kwargs={"sra_mask": m})``); a mask passed that way
+wins over the state's for that call, and, being an argument, it is seen again when gradient
+checkpointing recomputes a block. With the state route, run the backward inside ``use``.
+
+Living with diffusers. The processor holds nothing: it reads the state that :func:`install_sra`
+attached to the ``Attention`` layer it runs on. So a processor diffusers rebuilds as
+``type(processor)()`` (IP-Adapter loading does this to every self-attention layer) keeps
+following the handle, and ``attn_processors``/``set_attn_processor`` round trips, save/load of
+the weights, LoRA (PEFT layers replace the projections, which the processor calls), forward
+chunking and gradient checkpointing all keep SRA. Calls that put *another* processor on the
+self-attention layers (``fuse_qkv_projections``, ``set_attention_slice``, xformers, a
+hand-made ``set_attn_processor``) remove SRA; the model then refuses to run with an SRA mask
+and the error names the call (:func:`install_sra` again puts SRA back). diffusers itself refuses
+``set_default_attn_processor`` on a model with SRA. Stock cross-attention processors would warn
+at every step that they ignore ``sra_mask`` (SRA is self-attention only, so they are right);
+that one warning is silenced for cross-attention layers, and only for them.
 
 Each layer finds its own grid from its sequence length (:func:`eradiff.core.tokens_mask`), and
 the Eq. 10 mask for that grid is built once per mask and shared by every layer and every
@@ -41,6 +60,8 @@ every mode, so no attention row is ever all-blocked and the finite constant neve
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, get_args
@@ -61,6 +82,7 @@ class SRAState:
     """The mask shared by all SRA processors of one model, with a per-grid bias cache."""
 
     def __init__(self) -> None:
+        self.layers: tuple[Attention, ...] = ()  # the self-attention layers install_sra put SRA on
         self.mask: Tensor | None = None
         self.enabled: bool = True
         self.always_bias: bool = False  # exporters set this: no data-dependent shortcut in a traced graph
@@ -120,9 +142,11 @@ class SRAState:
             )
         return self.levels[key]
 
-    def traced_mask(self, level: int, dtype: torch.dtype) -> Tensor | None:
+    def traced_mask(self, level: int, dtype: torch.dtype, *, sra_mask: Tensor | None = None) -> Tensor | None:
         """The export-mode mask for grid ``level``: (b, 1, n, n) bool ("bool") or finite bias
         ("bias_finite"), built from ``self.mask`` with shape-generic ops; None when SRA is off."""
+        if sra_mask is not None:
+            raise _no_sra_mask_in_export_mode(self.mode)
         if self.mask is None or not self.enabled:
             return None
         key = ("traced", self.mode, level, dtype)
@@ -134,14 +158,35 @@ class SRAState:
     def set(self, mask: Tensor | None, *, enabled: bool = True) -> None:
         """Set the UNet-input-resolution mask (b, h, w) bool, or None for plain attention."""
         if mask is not None:
-            if mask.dtype != torch.bool or mask.ndim != 3:
-                raise ValueError(f"mask must be a (b, h, w) boolean tensor, got {mask.dtype} {tuple(mask.shape)}")
-        if mask is not None and not self._same_as_cached(mask):
-            self._cache.clear()
-            eager = self.mode in EAGER_MODES and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
-            self._cached_for = mask if eager else None  # never keep a traced/fake tensor
+            self._follow(mask)
         self.mask = mask
         self.enabled = enabled
+
+    def mask_for_call(self, sra_mask: Tensor | None = None) -> Tensor | None:
+        """The mask one attention call applies, or None for plain attention.
+
+        Args:
+            sra_mask: the mask from ``cross_attention_kwargs`` (b, h, w) bool, or None. When given
+                it wins over the state's mask and switch for this call.
+        """
+        if sra_mask is None:
+            mask = self.mask if self.enabled else None
+        elif self.mode not in EAGER_MODES:
+            raise _no_sra_mask_in_export_mode(self.mode)
+        else:
+            mask = sra_mask
+        if mask is not None and mask is not self._cached_for:
+            self._follow(mask)
+        return mask
+
+    def _follow(self, mask: Tensor) -> None:
+        """Check ``mask`` and make the per-grid cache belong to it (kept when the mask is equal)."""
+        if mask.dtype != torch.bool or mask.ndim != 3:
+            raise ValueError(f"mask must be a (b, h, w) boolean tensor, got {mask.dtype} {tuple(mask.shape)}")
+        if not self._same_as_cached(mask):
+            self._cache.clear()
+        eager = self.mode in EAGER_MODES and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+        self._cached_for = mask if eager else None  # never keep a traced/fake tensor
 
     def _same_as_cached(self, mask: Tensor) -> bool:
         """True if the eager cache was built for an equal mask (never while tracing/exporting)."""
@@ -169,27 +214,34 @@ class SRAState:
         finally:
             self.set(None)
 
-    def bias(self, n: int, batch: int, dtype: torch.dtype, device: torch.device) -> Tensor | None:
-        """The (batch, 1, n, n) additive bias for an n-token layer, or None when nothing is masked."""
-        if self.mask is None or not self.enabled:
+    def bias(
+        self, n: int, batch: int, dtype: torch.dtype, device: torch.device, *, sra_mask: Tensor | None = None
+    ) -> Tensor | None:
+        """The (batch, 1, n, n) additive bias for an n-token layer, or None when nothing is masked.
+        ``sra_mask``: see :meth:`mask_for_call`."""
+        mask = self.mask_for_call(sra_mask)
+        if mask is None:
             return None
         key = (n, batch, dtype, device)
         if key not in self._cache:
-            self._cache[key] = self._build(n, batch, dtype, device)
+            self._cache[key] = self._build(mask, n, batch, dtype, device)
         return self._cache[key]
 
-    def split_plan(self, n: int, batch: int, device: torch.device) -> SplitPlan | None:
+    def split_plan(
+        self, n: int, batch: int, device: torch.device, *, sra_mask: Tensor | None = None
+    ) -> SplitPlan | None:
         """The token index lists of :func:`split_attention` for an n-token layer (cached per grid),
-        or None when SRA is off or no sample has a masked token (plain attention)."""
-        if self.mask is None or not self.enabled:
+        or None when SRA is off or no sample has a masked token (plain attention).
+        ``sra_mask``: see :meth:`mask_for_call`."""
+        mask = self.mask_for_call(sra_mask)
+        if mask is None:
             return None
         key = ("split", n, batch, device)
         if key not in self._cache:
-            self._cache[key] = _build_split_plan(self.mask, n, batch, device)
+            self._cache[key] = _build_split_plan(mask, n, batch, device)
         return self._cache[key]  # type: ignore[return-value]
 
-    def _build(self, n: int, batch: int, dtype: torch.dtype, device: torch.device) -> Tensor | None:
-        mask = self.mask
+    def _build(self, mask: Tensor, n: int, batch: int, dtype: torch.dtype, device: torch.device) -> Tensor | None:
         b = mask.shape[0]
         if batch % b != 0:
             raise ValueError(f"attention batch {batch} is not a multiple of the SRA mask batch {b}")
@@ -202,13 +254,21 @@ class SRAState:
         return sra_bias(m, dtype=dtype, finite=finite)
 
 
+def _no_sra_mask_in_export_mode(mode: str) -> ValueError:
+    return ValueError(
+        f"sra_mask in cross_attention_kwargs works in the eager modes, not in export mode {mode!r}: "
+        "an exporter sets the mask with SRAState.set"
+    )
+
+
 class SRAAttnProcessor:
     """Self-attention with the Eq. 10 bias (Eq. 11); otherwise the same steps as diffusers'
     ``AttnProcessor2_0`` (spatial/group norm, q/k/v projections, SDPA, output projection,
-    residual, rescale)."""
+    residual, rescale).
 
-    def __init__(self, state: SRAState) -> None:
-        self.state = state
+    Takes no arguments and holds nothing: the mask comes from the :class:`SRAState` that
+    :func:`install_sra` attached to the layer, or from ``sra_mask`` in ``cross_attention_kwargs``.
+    """
 
     def __call__(
         self,
@@ -218,10 +278,12 @@ class SRAAttnProcessor:
         attention_mask: Tensor | None = None,
         temb: Tensor | None = None,
         *args,
+        sra_mask: Tensor | None = None,
         **kwargs,
     ) -> Tensor:
         if encoder_hidden_states is not None:
             raise ValueError("SRAAttnProcessor is for self-attention layers; got encoder_hidden_states")
+        state = sra_state(attn)
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -231,19 +293,19 @@ class SRAAttnProcessor:
             hidden_states = hidden_states.view(b, ch, h * w).transpose(1, 2)
         batch, n, _ = hidden_states.shape
 
-        mode = self.state.mode
+        mode = state.mode
         plan = None
         if mode == "split" and attention_mask is not None:
             mode = "bias"  # an extra attention mask needs the additive form
         if mode == "split":
             bias = None
-            plan = self.state.split_plan(n, batch, hidden_states.device)
+            plan = state.split_plan(n, batch, hidden_states.device, sra_mask=sra_mask)
         elif mode == "bias":
-            bias = self.state.bias(n, batch, hidden_states.dtype, hidden_states.device)
+            bias = state.bias(n, batch, hidden_states.dtype, hidden_states.device, sra_mask=sra_mask)
         else:
             if attention_mask is not None:
                 raise ValueError(f"SRA export mode {mode!r} does not combine with an extra attention_mask")
-            bias = self.state.traced_mask(self.state.level(attn, n), hidden_states.dtype)
+            bias = state.traced_mask(state.level(attn, n), hidden_states.dtype, sra_mask=sra_mask)
         if attention_mask is not None:
             extra = attn.prepare_attention_mask(attention_mask, n, batch).view(batch, attn.heads, -1, n)
             bias = extra if bias is None else bias + extra
@@ -356,28 +418,104 @@ def self_attention_names(model: torch.nn.Module) -> list[str]:
     return [name for name, mod in model.named_modules() if isinstance(mod, Attention) and not mod.is_cross_attention]
 
 
+_STATE = "_eradiff_sra_state"  # the attribute that holds the SRAState, on the model and on each layer
+
+
+def sra_state(attn: torch.nn.Module) -> SRAState:
+    """The :class:`SRAState` that :func:`install_sra` attached to an attention layer."""
+    state = getattr(attn, _STATE, None)
+    if state is None:
+        raise RuntimeError(
+            "SRAAttnProcessor runs on an attention layer that install_sra did not prepare; "
+            "call eradiff.models.sra.install_sra(model) on the model that holds it"
+        )
+    return state
+
+
 def install_sra(model: torch.nn.Module) -> SRAState:
     """Install SRA on every self-attention layer of a diffusers model; return the shared state.
 
-    Uses ``model.set_attn_processor`` with a per-layer dict (or each ``Attention.set_processor``
-    for models without the model-level API, such as ``UNet2DModel``), so cross-attention layers
-    keep the processor they had. Installing twice returns the existing state.
+    The state is attached to the model and to each self-attention ``Attention`` module, where
+    :class:`SRAAttnProcessor` finds it; cross-attention layers keep the processor they had. The
+    model gets a forward pre-hook that refuses to apply an SRA mask once a diffusers call has
+    replaced the processor of any of those layers (see the module docstring). Installing again
+    returns the same state and puts SRA back on every self-attention layer that lost it.
+
+    Args:
+        model: a diffusers model (``UNet2DConditionModel``, ``UNet2DModel``, …) or any module
+            holding diffusers ``Attention`` layers.
+
+    Returns:
+        The state shared by all SRA layers of ``model``.
     """
-    existing = getattr(model, "_eradiff_sra_state", None)
-    if existing is not None:
-        return existing
-    names = set(self_attention_names(model))
-    if not names:
+    layers = tuple(mod for mod in model.modules() if isinstance(mod, Attention) and not mod.is_cross_attention)
+    if not layers:
         raise ValueError(f"{type(model).__name__} has no self-attention layer to put SRA on")
-    state = SRAState()
-    processor = SRAAttnProcessor(state)
-    if hasattr(model, "set_attn_processor") and hasattr(model, "attn_processors"):
-        current = model.attn_processors
-        new = {k: (processor if k.removesuffix(".processor") in names else p) for k, p in current.items()}
-        model.set_attn_processor(new)
-    else:  # e.g. UNet2DModel, which has no model-level processor API: set each layer's processor
-        for name, mod in model.named_modules():
-            if name in names:
-                mod.set_processor(processor)
-    model._eradiff_sra_state = state
+    state = getattr(model, _STATE, None)
+    if state is None:
+        state = SRAState()
+        setattr(model, _STATE, state)
+        model.register_forward_pre_hook(_refuse_lost_sra, with_kwargs=True)
+    state.layers = layers
+    processor = SRAAttnProcessor()
+    for attn in layers:
+        setattr(attn, _STATE, state)
+        if not isinstance(attn.processor, SRAAttnProcessor):
+            attn.set_processor(processor)
+    logging.getLogger(Attention.__module__).addFilter(_CROSS_ATTENTION_IGNORES_SRA_MASK)
     return state
+
+
+# The diffusers calls that put each processor on every layer (for the error of _refuse_lost_sra).
+_REPLACED_BY = {
+    "FusedAttnProcessor2_0": "fuse_qkv_projections()",
+    "SlicedAttnProcessor": "set_attention_slice() / enable_attention_slicing()",
+    "XFormersAttnProcessor": "enable_xformers_memory_efficient_attention()",
+    "AttnProcessor": "set_default_attn_processor()",
+}
+
+
+def _refuse_lost_sra(model: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    """Forward pre-hook: a call that would apply SRA needs SRA on every self-attention layer."""
+    state: SRAState = getattr(model, _STATE)
+    routed = (kwargs.get("cross_attention_kwargs") or {}).get("sra_mask") is not None
+    if not routed and (state.mask is None or not state.enabled):
+        return
+    replaced = [attn for attn in state.layers if not isinstance(attn.processor, SRAAttnProcessor)]
+    if replaced:
+        names = sorted({type(attn.processor).__name__ for attn in replaced})
+        calls = sorted({_REPLACED_BY.get(name, "set_attn_processor() / Attention.set_processor()") for name in names})
+        raise RuntimeError(
+            f"SRA is installed on this {type(model).__name__}, but {len(replaced)} of its {len(state.layers)} "
+            f"self-attention layers now run {', '.join(names)} (put there by {' or '.join(calls)}), which would "
+            "ignore the SRA mask. SRA does not combine with that call; run eradiff.models.sra.install_sra(model) "
+            "after it to put SRA back on those layers"
+        )
+
+
+class _CrossAttentionIgnoresSRAMask(logging.Filter):
+    """Drops diffusers' "cross_attention_kwargs ['sra_mask'] are not expected by …" warning when a
+    cross-attention layer logs it.
+
+    ``cross_attention_kwargs`` reaches both attention layers of every transformer block, and a stock
+    cross-attention processor says, once per layer and step, that it ignores ``sra_mask``: true and
+    intended, SRA is self-attention only. A self-attention layer without SRA still warns. diffusers'
+    log record does not name the layer, so the filter reads it from the caller's frame: the nearest
+    frame whose ``self`` is an ``Attention`` (its ``forward`` logs the warning).
+    """
+
+    MESSAGE = "cross_attention_kwargs ['sra_mask'] are not expected by "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.MESSAGE):
+            return True
+        frame = sys._getframe(1)
+        while frame is not None:
+            layer = frame.f_locals.get("self")
+            if isinstance(layer, Attention):
+                return not layer.is_cross_attention
+            frame = frame.f_back
+        return True
+
+
+_CROSS_ATTENTION_IGNORES_SRA_MASK = _CrossAttentionIgnoresSRAMask()

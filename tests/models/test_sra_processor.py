@@ -9,19 +9,14 @@ from hypothesis import strategies as st
 
 import eradiff.core as c
 from eradiff.models.sra import SRAState, install_sra, self_attention_names, split_attention
-from eradiff.testing import tiny_pixel_config
+from eradiff.testing import tiny_pixel_config, tiny_sd2_unet_config
 
 MODES = ("bias", "split")
 
 
 def tiny_sd2_unet(seed=0):
     torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=16, in_channels=9, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=(2, 4), use_linear_projection=True,
-    ).eval()  # fmt: skip
+    return UNet2DConditionModel(**tiny_sd2_unet_config()).eval()
 
 
 def tiny_pixel_unet(seed=0):
