@@ -10,6 +10,7 @@ Every later layer (training, the erase pipeline, export) calls these functions.
 | ``ddim_timesteps``            | DDIM sub-sequence τ_i                          | Eq. 2         | schedules   |
 | ``previous_timesteps``        | τ_i − T/n                                      | Eq. 2         | schedules   |
 | ``strength_start``            | first step for strength < 1                    | §5.4          | schedules   |
+| ``lognormal_timestep_probs``  | p(τ) with ln σ ~ N(P_mean, P_std²) (EDM)        | EDM §5        | schedules   |
 | ``schedule_at``               | v_t per sample (τ = −1: clean)                 | —             | schedules   |
 | ``mix``                       | x̃_t^mix = (1−λ_t)x_0^ori + λ_t x_0^obj        | Eq. 6         | mixup       |
 | ``q_sample``                  | x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε                    | Eq. 1         | mixup       |
@@ -61,6 +62,7 @@ from eradiff.core.schedules import (
     alpha_bars,
     betas,
     ddim_timesteps,
+    lognormal_timestep_probs,
     mixup_lambdas,
     previous_timesteps,
     schedule_at,
@@ -107,6 +109,7 @@ __all__ = [
     "sra_bias",
     "standard_loss",
     "strength_start",
+    "lognormal_timestep_probs",
     "tokens_mask",
     "velocity",
 ]

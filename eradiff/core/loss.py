@@ -67,6 +67,7 @@ def draw_timesteps_and_noise(
     gamma_max: int = 100,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    t_probs: Tensor | None = None,
 ) -> Draw:
     """Draw t ~ U{1..T}, γ ~ U{1..γ_m} and ε ~ N(0, I) (Algorithm 1).
 
@@ -79,6 +80,8 @@ def draw_timesteps_and_noise(
         gamma_max: γ_m ≥ 1 (paper: 100).
         device: where to put the tensors (the generators must live on the same device type).
         dtype: dtype of ε.
+        t_probs: (T,) probabilities of each τ instead of the uniform draw (e.g.
+            :func:`eradiff.core.lognormal_timestep_probs`); None = uniform (Algorithm 1).
 
     Returns:
         A :class:`Draw`.
@@ -90,6 +93,17 @@ def draw_timesteps_and_noise(
     if num_train_timesteps < 1:
         raise ValueError(f"num_train_timesteps must be ≥ 1, got {num_train_timesteps}")
     b = shape[0]
+    if t_probs is not None and (t_probs.shape != (num_train_timesteps,) or not bool((t_probs >= 0).all())):
+        raise ValueError(
+            f"t_probs must be ({num_train_timesteps},) non-negative probabilities, got {tuple(t_probs.shape)}"
+        )
+    probs = None if t_probs is None else t_probs.double().cpu()
+
+    def draw_t(n: int, g: torch.Generator) -> Tensor:
+        if probs is None:
+            return torch.randint(0, num_train_timesteps, (n,), generator=g, device=device)
+        return torch.multinomial(probs, n, replacement=True, generator=g).to(device)
+
     if isinstance(generator, torch.Generator):
         gens: list[torch.Generator] | None = None
     else:
@@ -97,13 +111,13 @@ def draw_timesteps_and_noise(
         if len(gens) != b:
             raise ValueError(f"generator must be one Generator or {b} of them (one per sample), got {len(gens)}")
     if gens is None:
-        t = torch.randint(0, num_train_timesteps, (b,), generator=generator, device=device)
+        t = draw_t(b, generator)
         gamma = torch.randint(1, gamma_max + 1, (b,), generator=generator, device=device)
         eps = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     else:
         rows = [
             (
-                torch.randint(0, num_train_timesteps, (1,), generator=g, device=device),
+                draw_t(1, g),
                 torch.randint(1, gamma_max + 1, (1,), generator=g, device=device),
                 torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype),
             )

@@ -246,3 +246,35 @@ def schedule_at(
         raise ValueError(f"t must lie in [-1, {T - 1}], got range [{int(t.min())}, {int(t.max())}]")
     padded = torch.cat([values.new_tensor([value_before_start]), values]).to(torch.float64)
     return padded.to(t.device)[t.long() + 1].to(dtype)
+
+
+def lognormal_timestep_probs(
+    alpha_bar: Float[Tensor, " T"], *, p_mean: float = -1.2, p_std: float = 1.2, uniform_share: float = 0.0
+) -> Float[Tensor, " T"]:
+    """Probabilities of drawing each τ when ln σ ~ N(P_mean, P_std²) (EDM, Karras et al. 2022).
+
+    σ_τ = √((1 − ᾱ_τ)/ᾱ_τ) is the variance-exploding noise level of τ; τ gets the normal mass of
+    ln σ between the midpoints to its neighbours (the ends take the tails), so the probabilities
+    sum to 1. ``uniform_share`` mixes in U{0..T−1}: p = u/T + (1 − u)·p_lognormal.
+
+    Args:
+        alpha_bar: ᾱ of shape (T,), decreasing.
+        p_mean, p_std: the normal distribution of ln σ (EDM: −1.2, 1.2 for data of std 0.5).
+        uniform_share: u in [0, 1].
+
+    Returns:
+        (T,) float64, non-negative, summing to 1.
+    """
+    if not p_std > 0:
+        raise ValueError(f"p_std must be > 0, got {p_std}")
+    if not 0.0 <= uniform_share <= 1.0:
+        raise ValueError(f"uniform_share must be in [0, 1], got {uniform_share}")
+    a = alpha_bar.double()
+    log_sigma = 0.5 * torch.log((1 - a) / a)
+    edges = (log_sigma[1:] + log_sigma[:-1]) / 2
+    cdf = 0.5 * (1 + torch.erf((edges - p_mean) / (p_std * 2**0.5)))
+    cdf = torch.cat([cdf.new_zeros(1), cdf, cdf.new_ones(1)])
+    p = (cdf[1:] - cdf[:-1]).clamp_min(0)
+    p = p / p.sum()
+    T = a.shape[0]
+    return uniform_share / T + (1 - uniform_share) * p

@@ -189,29 +189,43 @@ class ErasureModel:
 # Pixel-space family (the built-in default model)
 # --------------------------------------------------------------------------------------------
 
-FillKind = Literal["telea", "zeros"]
+FillKind = Literal["telea", "patchmatch", "zeros"]
+FILL_KINDS: tuple[str, ...] = ("telea", "patchmatch", "zeros")
 
 
-def telea_fill(x: Tensor, M: Tensor, *, radius: int = 5) -> Tensor:
-    """Fill the masked pixels of images in [−1, 1] with OpenCV's Telea inpainting (outside unchanged).
+def classical_fill(x: Tensor, M: Tensor, *, method: str = "telea", radius: int = 5, seed: int = 0) -> Tensor:
+    """Fill the masked pixels of images in [−1, 1] with a classical method (outside unchanged).
+
+    The masked pixels are zeroed before the method sees them, so the fill depends only on the
+    known region (an object under the mask never leaks into it).
 
     Args:
         x: images (b, 3, H, W) in [−1, 1].
         M: masks (b, H, W) bool, True = hole.
-        radius: Telea neighbourhood radius in pixels.
+        method: ``"telea"`` (OpenCV) or ``"patchmatch"`` (pypatchmatch, seeded), see
+            :func:`eradiff.baselines.inpaint_classical`.
+        radius: the method's radius (Telea neighbourhood; PatchMatch patch size).
+        seed: PatchMatch's seed (same seed and input ⇒ same fill).
     """
-    import cv2
+    from eradiff.baselines import inpaint_classical
 
     out = x.clone()
     for i in range(x.shape[0]):
-        m = M[i].cpu().numpy()
+        m = M[i].cpu().numpy().astype(bool)
         if not m.any():
             continue
         img = ((x[i].detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-        filled = cv2.inpaint(np.ascontiguousarray(img), m.astype(np.uint8) * 255, radius, cv2.INPAINT_TELEA)
+        img = np.ascontiguousarray(img)
+        img[m] = 0
+        filled = inpaint_classical(img, m, method=method, radius=radius, seed=seed)  # type: ignore[arg-type]
         f = torch.from_numpy(filled).permute(2, 0, 1).to(x.device, x.dtype) / 127.5 - 1
         out[i] = torch.where(M[i][None].to(x.device), f, x[i])
     return out
+
+
+def telea_fill(x: Tensor, M: Tensor, *, radius: int = 5) -> Tensor:
+    """OpenCV Telea fill of images in [−1, 1] (:func:`classical_fill` with ``method="telea"``)."""
+    return classical_fill(x, M, method="telea", radius=radius)
 
 
 @dataclass(frozen=True)
@@ -274,8 +288,8 @@ class PixelInpaintModel(ErasureModel):
         self.name = config.name
         self.factor = config.factor
         self.fill: FillKind = config.fill  # type: ignore[assignment]
-        if self.fill not in ("telea", "zeros"):
-            raise ValueError(f"fill={self.fill!r} is not valid; choose one of 'telea', 'zeros'")
+        if self.fill not in FILL_KINDS:
+            raise ValueError(f"fill={self.fill!r} is not valid; choose one of {', '.join(map(repr, FILL_KINDS))}")
         if config.space not in ("pixel", "residual"):
             raise ValueError(f"space={config.space!r} is not valid; choose one of 'pixel', 'residual'")
         if not config.residual_scale > 0 or (config.space == "pixel" and config.residual_scale != 1.0):
@@ -331,11 +345,21 @@ class PixelInpaintModel(ErasureModel):
         fill = F.pixel_unshuffle(self._fill(cond).float(), self.factor)
         return (-1.0 - fill) / self.residual_scale, (1.0 - fill) / self.residual_scale
 
-    def condition(self, x: Tensor, M: Tensor, *, prompt: str = "", guidance_scale: float = 1.0) -> Conditioning:
+    def hole_fill(self, x: Tensor, M: Tensor) -> Tensor:
+        """The model's classical fill of the holes of x (b, 3, H, W) in [−1, 1]; outside unchanged."""
+        if self.fill == "zeros":
+            return x.masked_fill(M[:, None], 0.0)
+        return classical_fill(x, M, method=self.fill)
+
+    def condition(
+        self, x: Tensor, M: Tensor, *, prompt: str = "", guidance_scale: float = 1.0, fill: Tensor | None = None
+    ) -> Conditioning:
+        """As :meth:`ErasureModel.condition`; ``fill`` is a precomputed :meth:`hole_fill` of (x, M)
+        (training computes it in its data workers), else it is computed here."""
         if prompt:
             raise ValueError("the pixel family has no text encoder; prompt must be empty")
         hole = M[:, None]
-        filled = telea_fill(x, M) if self.fill == "telea" else x.masked_fill(hole, 0.0)
+        filled = self.hole_fill(x, M) if fill is None else fill.to(x.device, x.dtype)
         mask_ch = F.pixel_unshuffle(hole.to(x.dtype), self.factor)
         channels = torch.cat([mask_ch, F.pixel_unshuffle(filled, self.factor)], dim=1)
         return Conditioning(channels=channels, mask=self.latent_mask(M), fill=filled)

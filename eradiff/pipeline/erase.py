@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from eradiff.errors import InputError
-from eradiff.models.family import ErasureModel, telea_fill
+from eradiff.models.family import ErasureModel, classical_fill
 from eradiff.pipeline.blend import blend, feather_alpha
 from eradiff.pipeline.sampler import ddim_sample
 from eradiff.pipeline.windows import (
@@ -42,8 +42,8 @@ from eradiff.pipeline.windows import (
     window_geometry,
 )
 
-InitKind = Literal["noise", "telea"]
-INIT_KINDS = ("noise", "telea")
+InitKind = Literal["noise", "telea", "patchmatch"]
+INIT_KINDS = ("noise", "telea", "patchmatch")
 ProgressFn = Callable[[int, int, int, int], None]  # (window, windows, step, steps), 1-based
 
 
@@ -64,8 +64,9 @@ class EraseOptions:
         reimpose_known: re-impose the forward-noised known region each step (RePaint); None =
             the family default (on for the pixel family, off for the latent family).
         init: what ``strength < 1`` noises: ``"noise"`` — the original image, object included
-            (the paper's Sec. 5.4 setting); ``"telea"`` — the image with the hole filled by
-            OpenCV Telea. Irrelevant at strength 1 (pure noise).
+            (the paper's Sec. 5.4 setting); ``"telea"`` / ``"patchmatch"`` — the image with the
+            hole filled by OpenCV Telea / PatchMatch (for a residual model over the same fill this
+            is its residual 0: the chain refines the fill). Irrelevant at strength 1 (pure noise).
         crop_trigger: images whose longer side is at most this are processed whole, px ≥ 1; None = the
             model's own (``model.crop_trigger``: 800 as IOPaint for SD-class models, the native size
             for the small pixel family, whose 256 px windows would otherwise shrink a whole photo).
@@ -211,8 +212,10 @@ def erase_window(
     reimpose = options.reimpose_known if options.reimpose_known is not None else model.family == "pixel"
     z_known = model.encode(x_model, cond).float()
     z_init = z_known
-    if options.strength < 1.0 and options.init == "telea":
-        z_init = model.encode(telea_fill(x, M).to(dtype), cond).float()
+    if options.strength < 1.0 and options.init != "noise":
+        same = cond.fill is not None and getattr(model, "fill", None) == options.init
+        filled = cond.fill if same else classical_fill(x, M, method=options.init).to(dtype)
+        z_init = model.encode(filled, cond).float()
     keep = ~cond.mask[:, None] if reimpose else None
 
     def denoise(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ work).
 | model.family                 | pixel         | pixel (UNet2DModel) or latent (SD2-inpainting class)        |
 | model.unet                   | null          | pixel: UNet2DModel kwargs; null = default_pixel_unet_config |
 | model.factor                 | 4             | pixel: pixel-unshuffle factor f                             |
-| model.fill                   | telea         | pixel: hole fill of the conditioning image (telea/zeros)    |
+| model.fill                   | telea         | pixel: hole fill (telea/patchmatch/zeros): conditioning+base|
 | model.native_size            | null          | pixel: window size of ``eradiff erase``; null = crop size   |
 | model.schedule               | null          | pixel: ScheduleConfig fields over the family default        |
 | model.name                   | eradiff-pixel | name stored with the exported weights                       |
@@ -37,6 +37,9 @@ work).
 | objective.gamma_max          | 100           | γ_m (Sec. 5.1)                                              |
 | objective.weighting          | paper         | paper (literal Eq. 9) or output (divided by b²)             |
 | objective.mask_weight        | 1.0           | per-pixel loss weight inside the mask                       |
+| objective.timesteps          | uniform       | τ draw: uniform (Alg. 1) or lognormal (EDM ln σ ~ N)        |
+| objective.p_mean, p_std      | −1.2, 1.2     | lognormal: the normal distribution of ln σ                  |
+| objective.uniform_share      | 0.5           | lognormal: share of uniform draws mixed in                  |
 | optim.lr                     | 3.0e-6        | AdamW learning rate (the paper's, for SD fine-tuning)       |
 | optim.betas                  | [0.9, 0.999]  | AdamW β₁, β₂                                                |
 | optim.eps                    | 1.0e-8        | AdamW ε                                                     |
@@ -123,7 +126,7 @@ class ModelConfig:
     family: Family = "pixel"
     unet: dict[str, Any] | None = None
     factor: int = 4
-    fill: Literal["telea", "zeros"] = "telea"
+    fill: Literal["telea", "patchmatch", "zeros"] = "telea"
     space: Literal["pixel", "residual"] = "pixel"
     residual_scale: float = 1.0
     native_size: int | None = None
@@ -222,8 +225,16 @@ class ObjectiveConfig:
     gamma_max: int = 100
     weighting: Weighting = "paper"
     mask_weight: float = 1.0
+    timesteps: Literal["uniform", "lognormal"] = "uniform"
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    uniform_share: float = 0.5
 
     def __post_init__(self) -> None:
+        _require(self.p_std > 0, f"objective.p_std must be > 0, got {self.p_std}")
+        _require(
+            0.0 <= self.uniform_share <= 1.0, f"objective.uniform_share must be in [0, 1], got {self.uniform_share}"
+        )
         _require(0.0 <= self.lam <= 1.0, f"objective.lam must be in [0, 1], got {self.lam}")
         _require(self.gamma_max >= 1, f"objective.gamma_max must be ≥ 1, got {self.gamma_max}")
         _require(self.mask_weight > 0, f"objective.mask_weight must be > 0, got {self.mask_weight}")

@@ -44,6 +44,9 @@ class PairDataset(Dataset):
         length: samples per epoch.
         epoch: the epoch the samples belong to (see ``set_epoch``).
         max_tries: draws per sample before giving up (a bad object or no free position costs one).
+        fill: a classical fill (``"telea"``, ``"patchmatch"``) computed here, in the DataLoader
+            workers, for the model's conditioning: items then carry ``fill`` (3, H, W) in [−1, 1],
+            x_obj with its hole filled from the known region only. None = no fill in the items.
 
     Attributes:
         rejected: failed draws of this process, by reason (events, not items; the source's own
@@ -59,6 +62,7 @@ class PairDataset(Dataset):
         length: int,
         epoch: int = 0,
         max_tries: int = 32,
+        fill: str | None = None,
     ) -> None:
         if config.crop_size is None:
             raise ValueError("PairDataset needs config.crop_size (samples of one size form batches)")
@@ -72,6 +76,7 @@ class PairDataset(Dataset):
         self.length = int(length)
         self.epoch = int(epoch)
         self.max_tries = int(max_tries)
+        self.fill = fill
         self.rejected: Counter[str] = Counter()
 
     def set_epoch(self, epoch: int) -> None:
@@ -103,4 +108,13 @@ class PairDataset(Dataset):
         )
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return pair_to_tensors(self.pair(index))
+        pair = self.pair(index)
+        item = pair_to_tensors(pair)
+        if self.fill is not None:
+            from eradiff.baselines import inpaint_classical
+
+            hole = pair.mask.astype(bool)
+            known = np.where(hole[..., None], np.uint8(0), pair.x_obj)
+            filled = inpaint_classical(np.ascontiguousarray(known), hole, method=self.fill)  # type: ignore[arg-type]
+            item["fill"] = torch.from_numpy(filled.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 127.5) - 1)
+        return item

@@ -190,6 +190,8 @@ def micro_step(
     mask_weight: float,
     sra: bool,
     backward,
+    t_probs: torch.Tensor | None = None,
+    fill: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Steps 2–4 of the module docstring for one micro-batch, then ``backward(mean loss)``.
 
@@ -204,16 +206,23 @@ def micro_step(
         mask_weight: per-pixel loss weight inside the (latent-grid) mask.
         sra: Self-Rectifying Attention on; its mask stays set through ``backward``.
         backward: called with the mean loss (``accelerator.backward`` or ``Tensor.backward``).
+        t_probs: (T,) probabilities of τ (``objective.timesteps``); None = uniform.
+        fill: the precomputed hole fill of x_obj (b, 3, S, S) from the data workers, or None.
 
     Returns:
         The per-sample losses (b,), detached.
     """
     with torch.no_grad():
-        cond = model.condition(x_obj, M)  # masked x_obj equals masked x_ori
+        kw = {} if fill is None else {"fill": fill}
+        cond = model.condition(x_obj, M, **kw)  # masked x_obj equals masked x_ori
         z_ori = model.encode(x_ori, cond).float()
         z_obj = model.encode(x_obj, cond).float() if encode_obj else z_ori
     d = core.draw_timesteps_and_noise(
-        z_ori.shape, generator=generators, num_train_timesteps=model.schedule.num_train_timesteps, gamma_max=gamma_max
+        z_ori.shape,
+        generator=generators,
+        num_train_timesteps=model.schedule.num_train_timesteps,
+        gamma_max=gamma_max,
+        t_probs=t_probs,
     )
     dev = z_ori.device
     draw = core.Draw(t=d.t.to(dev), gamma=d.gamma.to(dev), s=d.s.to(dev), eps=d.eps.to(dev))
@@ -487,6 +496,12 @@ def train(
             raise ConfigError(f"train.gradient_checkpointing: {type(unet).__name__} does not support it")
         unet.enable_gradient_checkpointing()
     objective = build_objective(config.objective, model.schedule)
+    t_probs = None
+    if config.objective.timesteps == "lognormal":
+        oj = config.objective
+        t_probs = core.lognormal_timestep_probs(
+            model.schedule.alpha_bar(), p_mean=oj.p_mean, p_std=oj.p_std, uniform_share=oj.uniform_share
+        )
     optimizer = torch.optim.AdamW(unet.parameters(), lr=oc.lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay)
 
     def factor(i: int) -> float:
@@ -578,11 +593,13 @@ def train(
 
     def micro_losses(batch: dict[str, torch.Tensor], k: int, j0: int) -> torch.Tensor:
         x_ori, x_obj, M = to_device_batch(batch, device)
+        fill = batch["fill"].to(device, torch.float32) if "fill" in batch else None
         gens = [torch.Generator().manual_seed(sample_seed(tc.seed, _STREAM_DRAW, k, j0 + i)) for i in range(len(x_ori))]
         return micro_step(
             model, unet_ddp, objective, x_ori, x_obj, M, gens,
             encode_obj=config.objective.kind != "standard", gamma_max=config.objective.gamma_max,
             mask_weight=config.objective.mask_weight, sra=config.model.sra, backward=accelerator.backward,
+            t_probs=t_probs, fill=fill,
         )  # fmt: skip
 
     def save(at_step: int) -> Path | None:

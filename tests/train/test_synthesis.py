@@ -334,3 +334,18 @@ def test_pair_dataset_gives_up_with_a_clear_error(tmp_path):
         ds[0]
     with pytest.raises(ValueError, match="crop_size"):
         PairDataset(source, SynthesisConfig(crop_size=None), seed=0, length=2)
+
+
+@pytest.mark.parametrize("method", ["telea", "patchmatch"])
+def test_pair_dataset_fill_is_the_models_fill_of_x_obj(tmp_path, method):
+    """Items carry the classical fill computed in the data workers; it equals the model's own fill."""
+    from eradiff.models.family import classical_fill
+
+    source = _cutout_folders(tmp_path)
+    config = SynthesisConfig(crop_size=32, short_side_range=(32, 48))
+    item = PairDataset(source, config, seed=3, length=4, fill=method)[2]
+    M = item["mask"][0] > 0.5
+    assert M.any()
+    want = classical_fill(item["x_obj"][None], M[None], method=method)[0]
+    torch.testing.assert_close(item["fill"], want, rtol=0, atol=1e-6)
+    assert torch.equal(item["fill"][:, ~M], item["x_obj"][:, ~M])
