@@ -110,7 +110,7 @@ def plan_jobs(image: Path, mask: Path, output: str | Path | None, fmt: str | Non
     elif output is not None and (output.is_dir() or as_folder):
         out_dir = output
     elif output is not None:
-        _check_output_suffix(output, fmt)
+        _check_output_suffix(output, fmt, like=_output_suffix(image, fmt))
     jobs = []
     for img in images:
         m, error = _mask_for(img.stem, mask, masks) if mask.is_dir() else (mask, None)
@@ -132,10 +132,10 @@ def plan_jobs(image: Path, mask: Path, output: str | Path | None, fmt: str | Non
     return jobs
 
 
-def _check_output_suffix(output: Path, fmt: str | None) -> None:
+def _check_output_suffix(output: Path, fmt: str | None, *, like: str) -> None:
     if not output.suffix:
         raise CLIError(
-            f"output {str(output)!r} has no image suffix: name a file such as {output.name}.png, "
+            f"output {str(output)!r} has no image suffix: name a file such as {output.name}{like}, "
             f"or a folder as {output.name}{os.sep}"
         )
     if fmt is None and format_for_suffix(output.suffix) is None:
