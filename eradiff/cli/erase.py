@@ -182,7 +182,9 @@ def erase_command(
     model: str | None = typer.Option(
         None, "--model", "-m", help="'default', a diffusers SD2-inpainting folder, a .safetensors file or a hub id."
     ),
-    steps: int = typer.Option(20, "--steps", help="DDIM steps."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Sampling steps; default: the model's own (1 for the built-in model, 20 for SD-class)."
+    ),
     strength: float = typer.Option(1.0, "--strength", help="In (0, 1]: 1 starts from pure noise (Sec. 5.4)."),
     eta: float = typer.Option(0.0, "--eta", help="DDIM eta (0 = deterministic)."),
     seed: int = typer.Option(0, "--seed", help="Seed (0, as in the API); -1 picks a random one and prints it."),
@@ -228,7 +230,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def _options(args: dict, seed: int):
-    from eradiff.pipeline.erase import EraseOptions
+    from eradiff.options import EraseOptions  # torch-free: ranges are checked before torch loads
 
     try:
         return EraseOptions(
@@ -279,9 +281,9 @@ def _run(console, **args) -> int:
     if seed == -1:
         seed = secrets.randbelow(2**31)
         _say(console, f"seed: {seed}")
-    # 2. torch and the pipeline; the options' ranges are checked by EraseOptions (imports torch)
-    t0 = time.perf_counter()
+    # 2. the options' ranges (no torch yet), then torch and the pipeline
     options = _options(args, seed)
+    t0 = time.perf_counter()
     apply_threads(args["threads"])
     timings = {"import": time.perf_counter() - t0}
     # 3. the model, then every image

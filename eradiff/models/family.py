@@ -148,6 +148,7 @@ class ErasureModel:
         return self.clip_x0
 
     crop_trigger: int = 800  # images with a longer side up to this are erased whole (IOPaint's default)
+    default_steps: int = 20  # sampling steps when the caller does not choose (EraseOptions.steps=None)
 
     def encode(self, x: Tensor, cond: Conditioning | None = None) -> Tensor:
         """Images (b, 3, H, W) in [−1, 1] → the denoised space (b, C, h, w).
@@ -243,6 +244,7 @@ class PixelModelConfig:
     native_size: int = 256
     name: str = "eradiff-pixel"
     family: str = "pixel"
+    default_steps: int = 20  # the sampler steps this model was validated with (erase's default)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -308,6 +310,9 @@ class PixelInpaintModel(ErasureModel):
         levels = len(self.unet.config.block_out_channels)
         self.native_size = config.native_size
         self.crop_trigger = config.native_size
+        if config.default_steps < 1:
+            raise ValueError(f"default_steps must be ≥ 1, got {config.default_steps}")
+        self.default_steps = int(config.default_steps)
         self.size_multiple = self.factor * 2 ** (levels - 1)
         self.backend = TorchUNetBackend(self.unet)
         self.device = torch.device("cpu")

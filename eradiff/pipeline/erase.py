@@ -22,17 +22,16 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 
 from eradiff.errors import InputError
 from eradiff.models.family import ErasureModel, classical_fill
+from eradiff.options import INIT_KINDS, EraseOptions, InitKind  # noqa: F401  (re-exported)
 from eradiff.pipeline.blend import blend, feather_alpha
 from eradiff.pipeline.sampler import ddim_sample
 from eradiff.pipeline.windows import (
-    CROP_MARGIN,
     Box,
     dilate_mask,
     mask_windows,
@@ -42,70 +41,7 @@ from eradiff.pipeline.windows import (
     window_geometry,
 )
 
-InitKind = Literal["noise", "telea", "patchmatch"]
-INIT_KINDS = ("noise", "telea", "patchmatch")
 ProgressFn = Callable[[int, int, int, int], None]  # (window, windows, step, steps), 1-based
-
-
-@dataclass(frozen=True)
-class EraseOptions:
-    """Options of one erase call (all checked on construction; errors name the bad value).
-
-    Attributes:
-        steps: DDIM steps of the full chain, ≥ 1.
-        strength: in (0, 1]; 1 starts from pure noise, < 1 from the noised ``init`` (Sec. 5.4).
-        eta: DDIM η ≥ 0 (0 = deterministic).
-        seed: seed of the per-window generators (window k uses ``seed + k``), ≥ 0.
-        dilate: mask dilation in px, ≥ 0.
-        feather: paste ramp in px inside the dilated ring, ≥ 0.
-        sra: Self-Rectifying Attention on (the "w/o SRA" ablation is ``sra=False``).
-        prompt: text prompt (latent family only; empty by default).
-        guidance_scale: classifier-free guidance weight (1 = off; latent family only).
-        reimpose_known: re-impose the forward-noised known region each step (RePaint); None =
-            the family default (on for the pixel family, off for the latent family).
-        init: what ``strength < 1`` noises: ``"noise"`` — the original image, object included
-            (the paper's Sec. 5.4 setting); ``"telea"`` / ``"patchmatch"`` — the image with the
-            hole filled by OpenCV Telea / PatchMatch (for a residual model over the same fill this
-            is its residual 0: the chain refines the fill). Irrelevant at strength 1 (pure noise).
-        crop_trigger: images whose longer side is at most this are processed whole, px ≥ 1; None = the
-            model's own (``model.crop_trigger``: 800 as IOPaint for SD-class models, the native size
-            for the small pixel family, whose 256 px windows would otherwise shrink a whole photo).
-        crop_margin: context margin around each mask region in cropped windows, px ≥ 0.
-    """
-
-    steps: int = 20
-    strength: float = 1.0
-    eta: float = 0.0
-    seed: int = 0
-    dilate: int = 7
-    feather: int = 4
-    sra: bool = True
-    prompt: str = ""
-    guidance_scale: float = 1.0
-    reimpose_known: bool | None = None
-    init: InitKind = "noise"
-    crop_trigger: int | None = None
-    crop_margin: int = CROP_MARGIN
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
-        if not 0.0 < self.strength <= 1.0:
-            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
-        if int(self.steps * self.strength) < 1:
-            raise ValueError(f"strength={self.strength} with steps={self.steps} runs no step; raise one of them")
-        if self.eta < 0:
-            raise ValueError(f"eta must be ≥ 0, got {self.eta}")
-        if not 0 <= self.seed < 2**63 - 2**20:
-            raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
-        if self.dilate < 0 or self.feather < 0:
-            raise ValueError(f"dilate and feather must be ≥ 0, got dilate={self.dilate}, feather={self.feather}")
-        if self.guidance_scale < 1.0:
-            raise ValueError(f"guidance_scale must be ≥ 1 (1 = off), got {self.guidance_scale}")
-        if self.init not in INIT_KINDS:
-            raise ValueError(f"init={self.init!r} is not valid; choose one of {', '.join(map(repr, INIT_KINDS))}")
-        if (self.crop_trigger is not None and self.crop_trigger < 1) or self.crop_margin < 0:
-            raise ValueError(f"crop_trigger must be ≥ 1, crop_margin ≥ 0; got {self.crop_trigger}, {self.crop_margin}")
 
 
 @dataclass
@@ -204,6 +140,7 @@ def erase_window(
     Returns:
         The decoded window, (h, w, 3) float32 in [0, 1].
     """
+    options = options.for_model(model)
     device, dtype = model.device, model.dtype
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device, torch.float32) * 2 - 1
     M = torch.from_numpy(mask)[None].to(device)
@@ -254,7 +191,7 @@ def erase(
     Raises:
         InputError: malformed arrays, or a mask (or dilated mask) covering the whole image.
     """
-    options = options or EraseOptions()
+    options = (options or EraseOptions()).for_model(model)
     start = time.perf_counter()
     M = _check_inputs(image, mask)
     H, W = M.shape

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from eradiff.options import CROP_MARGIN  # one definition, torch-free
+
 Box = tuple[int, int, int, int]
 
 CROP_TRIGGER = 800
-CROP_MARGIN = 128
 
 
 def dilate_mask(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -218,7 +218,8 @@ def create_app(model: Any, settings: ServeSettings | None = None, *, device: str
 
     @app.get("/api/model")
     async def model_info() -> dict[str, Any]:
-        defaults = {k: getattr(settings.defaults, k) for k in OPTION_TYPES if hasattr(settings.defaults, k)}
+        resolved = settings.defaults.for_model(model)  # steps=None → the model's own default
+        defaults = {k: getattr(resolved, k) for k in OPTION_TYPES if hasattr(resolved, k)}
         return {
             "name": model.name,
             "family": model.family,

@@ -61,6 +61,7 @@ def build_model(config: ModelConfig, *, crop_size: int) -> ErasureModel:
             residual_scale=config.residual_scale,
             native_size=config.native_size or crop_size,
             name=config.name,
+            default_steps=config.default_steps,
         )
         try:
             model = PixelInpaintModel(pixel)

@@ -14,6 +14,7 @@ work).
 | model.native_size            | null          | pixel: window size of ``eradiff erase``; null = crop size   |
 | model.schedule               | null          | pixel: ScheduleConfig fields over the family default        |
 | model.name                   | eradiff-pixel | name stored with the exported weights                       |
+| model.default_steps          | 20            | pixel: sampling steps ``eradiff erase`` uses by default     |
 | model.init                   | null          | pixel: an exported .safetensors to start from               |
 | model.base_model             | null          | latent: diffusers folder or hub id (required)               |
 | model.sra                    | true          | Self-Rectifying Attention during training (Sec. 4.2)        |
@@ -132,12 +133,14 @@ class ModelConfig:
     native_size: int | None = None
     schedule: dict[str, Any] | None = None
     name: str = "eradiff-pixel"
+    default_steps: int = 20
     init: str | None = None
     base_model: str | None = None
     sra: bool = True
 
     def __post_init__(self) -> None:
         _require(self.factor >= 1, f"model.factor must be ≥ 1, got {self.factor}")
+        _require(self.default_steps >= 1, f"model.default_steps must be ≥ 1, got {self.default_steps}")
         _require(
             self.native_size is None or self.native_size >= 8,
             f"model.native_size must be ≥ 8 or null, got {self.native_size}",
