@@ -105,6 +105,9 @@ def test_bad_paths_and_options_fail_before_torch_is_imported(tmp_path):
         (["p.png", "m.png", "-o", "x.bmpx"], 1, "unknown image suffix"),
         (["p.png", "m.png", "--model", "./missing.safetensors"], 1, "no such file or folder"),
         (["p.png", "m.png", "--backend", "onnx"], 2, "needs --model FILE.onnx"),
+        (["p.png", "m.png", "--steps", "0"], 2, "steps must be ≥ 1"),
+        (["p.png", "m.png", "--strength", "1.5"], 2, "strength must be in (0, 1]"),
+        (["p.png", "m.png", "--init", "lama"], 2, "init='lama' is not valid"),
     ]
     script = (
         "import json, sys\n"
