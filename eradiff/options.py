@@ -13,6 +13,8 @@ CROP_MARGIN = 128  # px of context around each mask region in cropped windows
 
 InitKind = Literal["noise", "telea", "patchmatch"]
 INIT_KINDS = ("noise", "telea", "patchmatch")
+SamplerKind = Literal["ddim", "dpmpp-2m"]
+SAMPLER_KINDS = ("ddim", "dpmpp-2m")  # the step rules of eradiff.pipeline.sampler.STEP_RULES
 
 
 @dataclass(frozen=True)
@@ -20,10 +22,12 @@ class EraseOptions:
     """Options of one erase call (all checked on construction; errors name the bad value).
 
     Attributes:
-        steps: DDIM steps of the full chain, ≥ 1; None = the model's own default
+        steps: sampling steps of the full chain, ≥ 1; None = the model's own default
             (``model.default_steps``: 20 for SD-class models; the built-in model stores its own).
+        sampler: the step rule: ``"ddim"`` (DDIM with η) or ``"dpmpp-2m"`` (DPM-Solver++(2M),
+            deterministic, for fewer steps).
         strength: in (0, 1]; 1 starts from pure noise, < 1 from the noised ``init`` (Sec. 5.4).
-        eta: DDIM η ≥ 0 (0 = deterministic).
+        eta: DDIM η ≥ 0 (0 = deterministic); the ``"ddim"`` sampler only.
         seed: seed of the per-window generators (window k uses ``seed + k``), ≥ 0.
         dilate: mask dilation in px, ≥ 0.
         feather: paste ramp in px inside the dilated ring, ≥ 0.
@@ -43,6 +47,7 @@ class EraseOptions:
     """
 
     steps: int | None = None
+    sampler: SamplerKind = "ddim"
     strength: float = 1.0
     eta: float = 0.0
     seed: int = 0
@@ -63,8 +68,14 @@ class EraseOptions:
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.steps is not None and int(self.steps * self.strength) < 1:
             raise ValueError(f"strength={self.strength} with steps={self.steps} runs no step; raise one of them")
+        if self.sampler not in SAMPLER_KINDS:
+            raise ValueError(
+                f"sampler={self.sampler!r} is not valid; choose one of {', '.join(map(repr, SAMPLER_KINDS))}"
+            )
         if self.eta < 0:
             raise ValueError(f"eta must be ≥ 0, got {self.eta}")
+        if self.eta > 0 and self.sampler != "ddim":
+            raise ValueError(f"eta={self.eta} needs sampler='ddim'; {self.sampler!r} is deterministic")
         if not 0 <= self.seed < 2**63 - 2**20:
             raise ValueError(f"seed must be in [0, 2^63), got {self.seed}")
         if self.dilate < 0 or self.feather < 0:
@@ -76,7 +87,6 @@ class EraseOptions:
         if (self.crop_trigger is not None and self.crop_trigger < 1) or self.crop_margin < 0:
             raise ValueError(f"crop_trigger must be ≥ 1, crop_margin ≥ 0; got {self.crop_trigger}, {self.crop_margin}")
 
-
     def for_model(self, model: Any) -> EraseOptions:
         """These options with ``steps`` resolved against the model's default (checked again)."""
         if self.steps is not None:
@@ -84,4 +94,4 @@ class EraseOptions:
         return dataclasses.replace(self, steps=int(getattr(model, "default_steps", 20)))
 
 
-__all__ = ["CROP_MARGIN", "INIT_KINDS", "EraseOptions", "InitKind"]
+__all__ = ["CROP_MARGIN", "INIT_KINDS", "SAMPLER_KINDS", "EraseOptions", "InitKind", "SamplerKind"]

@@ -185,6 +185,9 @@ def erase_command(
     steps: int | None = typer.Option(
         None, "--steps", help="Sampling steps; default: the model's own (1 for the built-in model, 20 for SD-class)."
     ),
+    sampler: str = typer.Option(
+        "ddim", "--sampler", help="Step rule: ddim | dpmpp-2m (DPM-Solver++(2M): deterministic, fewer steps)."
+    ),
     strength: float = typer.Option(1.0, "--strength", help="In (0, 1]: 1 starts from pure noise (Sec. 5.4)."),
     eta: float = typer.Option(0.0, "--eta", help="DDIM eta (0 = deterministic)."),
     seed: int = typer.Option(0, "--seed", help="Seed (0, as in the API); -1 picks a random one and prints it."),
@@ -234,7 +237,8 @@ def _options(args: dict, seed: int):
 
     try:
         return EraseOptions(
-            steps=args["steps"], strength=args["strength"], eta=args["eta"], seed=seed, dilate=args["dilate"],
+            steps=args["steps"], sampler=args["sampler"], strength=args["strength"], eta=args["eta"], seed=seed,
+            dilate=args["dilate"],
             feather=args["feather"], sra=not args["no_sra"], prompt=args["prompt"], guidance_scale=args["guidance"],
             reimpose_known=args["reimpose"], init=args["init"],
         )  # fmt: skip

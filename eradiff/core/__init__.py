@@ -12,6 +12,7 @@ Every later layer (training, the erase pipeline, export) calls these functions.
 | ``strength_start``            | first step for strength < 1                    | §5.4          | schedules   |
 | ``lognormal_timestep_probs``  | p(τ) with ln σ ~ N(P_mean, P_std²) (EDM)        | EDM §5        | schedules   |
 | ``schedule_at``               | v_t per sample (τ = −1: clean)                 | —             | schedules   |
+| ``ScheduleConfig``            | β_t, T and DDIM conventions of a model         | Eq. 1–2       | schedules   |
 | ``mix``                       | x̃_t^mix = (1−λ_t)x_0^ori + λ_t x_0^obj        | Eq. 6         | mixup       |
 | ``q_sample``                  | x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε                    | Eq. 1         | mixup       |
 | ``mixed_state``               | x_t^mix = √ᾱ_t x̃_t^mix + √(1−ᾱ_t) ε           | Eq. 7         | mixup       |
@@ -21,6 +22,8 @@ Every later layer (training, the erase pipeline, export) calls these functions.
 | ``ddim_jump_coefficients``    | (a, b): x̂_s = a x_t + b ε_θ                   | Eq. 8         | ddim        |
 | ``ddim_sigma``                | σ_t(η)                                         | Eq. 2         | ddim        |
 | ``ddim_step``                 | x_prev with η and explicit ε_t                 | Eq. 2         | ddim        |
+| ``clip_x0_hat``               | x̂_0 clipped to the model's range               | Eq. 2         | ddim        |
+| ``dpmpp_2m_step``             | x_s by DPM-Solver++(2M) from x̂_0, x̂_0,prev    | Lu+22 Alg. 2  | dpm_solver  |
 | ``draw_timesteps_and_noise``  | t ~ U{1..T}, γ ~ U{1..γ_m}, ε ~ N(0, I)        | Alg. 1        | loss        |
 | ``cro_states``                | (x_t^mix, x_{t−γ}^mix)                         | Eq. 6–7       | loss        |
 | ``cro_loss``                  | ‖x_{t−γ}^mix − x̂_{t−γ}^mix‖²                  | Eq. 9         | loss        |
@@ -42,12 +45,14 @@ clean state; masks are boolean with True = erase.
 from eradiff.core.ddim import (
     PREDICTION_TYPES,
     PredictionType,
+    clip_x0_hat,
     ddim_jump,
     ddim_jump_coefficients,
     ddim_sigma,
     ddim_step,
     predict_x0_eps,
 )
+from eradiff.core.dpm_solver import dpmpp_2m_step
 from eradiff.core.loss import (
     CROObjective,
     Draw,
@@ -59,6 +64,7 @@ from eradiff.core.loss import (
 )
 from eradiff.core.mixup import mix, mixed_state, q_sample, velocity
 from eradiff.core.schedules import (
+    ScheduleConfig,
     alpha_bars,
     betas,
     ddim_timesteps,
@@ -83,9 +89,11 @@ __all__ = [
     "CROObjective",
     "Draw",
     "PredictionType",
+    "ScheduleConfig",
     "StandardObjective",
     "alpha_bars",
     "betas",
+    "clip_x0_hat",
     "cro_loss",
     "cro_states",
     "ddim_jump",
@@ -94,6 +102,7 @@ __all__ = [
     "ddim_step",
     "ddim_timesteps",
     "downsample_mask",
+    "dpmpp_2m_step",
     "draw_timesteps_and_noise",
     "grid_size",
     "level_for_tokens",

@@ -10,6 +10,7 @@
 | ``ddim_jump``             | x̂_s = √ᾱ_s·x̂_0 + √(1−ᾱ_s)·ε̂                                  | Eq. 8    |
 | ``ddim_jump_coefficients``| (a, b) with x̂_s = a·x_t + b·model_output                       | Eq. 8    |
 | ``ddim_sigma``            | σ_t = η·√((1−ᾱ_s)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_s)                       | Eq. 2    |
+| ``clip_x0_hat``           | x̂_0 clipped to the model's valid range                        | Eq. 2    |
 | ``ddim_step``             | x_s = √ᾱ_s·x̂_0 + √(1−ᾱ_s−σ_t²)·ε̂ + σ_t·ε_t                    | Eq. 2    |
 
 With v-prediction, x̂_0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v and ε̂ = √ᾱ_t·v + √(1−ᾱ_t)·x_t.
@@ -136,6 +137,27 @@ def ddim_sigma(
     return eta * variance.clamp_min(0).sqrt()
 
 
+def clip_x0_hat(
+    x0_hat: Float[Tensor, " b *dims"], clip_x0: float | tuple[Tensor, Tensor] | None
+) -> Float[Tensor, " b *dims"]:
+    """x̂_0 clipped to [−c, c], to elementwise bounds (lo, hi), or unchanged for ``None``.
+
+    Args:
+        x0_hat: the model's x̂_0, shape (b, ...).
+        clip_x0: c > 0, a pair of tensors (lo, hi) broadcastable to ``x0_hat`` with lo ≤ hi, or None.
+    """
+    if isinstance(clip_x0, tuple):
+        lo, hi = clip_x0
+        if bool((lo > hi).any()):
+            raise ValueError("clip_x0 bounds (lo, hi) must satisfy lo ≤ hi everywhere")
+        return torch.maximum(torch.minimum(x0_hat, hi.to(x0_hat.dtype)), lo.to(x0_hat.dtype))
+    if clip_x0 is not None:
+        if clip_x0 <= 0:
+            raise ValueError(f"clip_x0 must be > 0 or None, got {clip_x0}")
+        return x0_hat.clamp(-clip_x0, clip_x0)
+    return x0_hat
+
+
 def ddim_step(
     x_t: Float[Tensor, " b *dims"],
     model_output: Float[Tensor, " b *dims"],
@@ -170,15 +192,7 @@ def ddim_step(
         ``(x_s, x0_hat)``.
     """
     x0_hat, eps_hat = predict_x0_eps(x_t, model_output, alpha_bar_t, prediction_type=prediction_type)
-    if isinstance(clip_x0, tuple):
-        lo, hi = clip_x0
-        if bool((lo > hi).any()):
-            raise ValueError("clip_x0 bounds (lo, hi) must satisfy lo ≤ hi everywhere")
-        x0_hat = torch.maximum(torch.minimum(x0_hat, hi.to(x0_hat.dtype)), lo.to(x0_hat.dtype))
-    elif clip_x0 is not None:
-        if clip_x0 <= 0:
-            raise ValueError(f"clip_x0 must be > 0 or None, got {clip_x0}")
-        x0_hat = x0_hat.clamp(-clip_x0, clip_x0)
+    x0_hat = clip_x0_hat(x0_hat, clip_x0)
     sigma = ddim_sigma(alpha_bar_t, alpha_bar_s, eta=eta)
     s = expand_as(alpha_bar_s, x_t)
     sig = expand_as(sigma, x_t)
@@ -194,6 +208,7 @@ def ddim_step(
 __all__ = [
     "PREDICTION_TYPES",
     "PredictionType",
+    "clip_x0_hat",
     "ddim_jump",
     "ddim_jump_coefficients",
     "ddim_sigma",

@@ -9,6 +9,7 @@
 | ``previous_timesteps``| t − T/n (the DDIM "prev" step)| Eq. 2                        |
 | ``strength_start``   | first index for strength < 1   | Sec. 5.4                     |
 | ``schedule_at``      | gather v_t per sample          | —                            |
+| ``ScheduleConfig``   | a model's β_t, T and DDIM conventions (diffusers names) | Eq. 1–2     |
 
 Indexing convention. Arrays have length T and are indexed by the *diffusers timestep*
 ``τ ∈ {0, …, T−1}``, the integer the UNet is conditioned on; the paper's ``t ∈ {1, …, T}`` is
@@ -20,7 +21,8 @@ to float32 tolerance.
 """
 
 import math
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -278,3 +280,43 @@ def lognormal_timestep_probs(
     p = p / p.sum()
     T = a.shape[0]
     return uniform_share / T + (1 - uniform_share) * p
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The noise schedule and sampler conventions a model was trained with (diffusers names).
+
+    A plain value object: samplers take one to know β_t (hence ᾱ_t), T, the prediction type and how
+    inference timesteps are spaced. It reads nothing and holds no tensors.
+    """
+
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    num_train_timesteps: int = 1000
+    prediction_type: str = "epsilon"
+    timestep_spacing: str = "leading"
+    steps_offset: int = 1
+    set_alpha_to_one: bool = False
+
+    def alpha_bar(self) -> Float[Tensor, " T"]:
+        """ᾱ of shape (T,), float64."""
+        kw = (
+            {}
+            if self.beta_schedule == "squaredcos_cap_v2"
+            else dict(beta_start=self.beta_start, beta_end=self.beta_end)
+        )
+        beta = betas(self.beta_schedule, num_train_timesteps=self.num_train_timesteps, **kw)  # type: ignore[arg-type]
+        return alpha_bars(beta)
+
+    def final_alpha_bar(self) -> float:
+        """ᾱ used after the last DDIM step (1, or ᾱ_0 when ``set_alpha_to_one`` is False)."""
+        return 1.0 if self.set_alpha_to_one else float(self.alpha_bar()[0])
+
+    @classmethod
+    def from_diffusers(cls, config: dict[str, Any]) -> "ScheduleConfig":
+        names = cls.__dataclass_fields__
+        return cls(**{k: config[k] for k in names if k in config})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from eradiff.core.schedules import ScheduleConfig
 from eradiff.errors import ModelLoadError, first_line
 from eradiff.models.family import (
     ErasureModel,
     LatentInpaintModel,
     PixelInpaintModel,
     PixelModelConfig,
-    ScheduleConfig,
 )
 
 _NUMPY = {

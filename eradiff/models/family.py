@@ -35,43 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import eradiff.core as core
+from eradiff.core.schedules import ScheduleConfig  # noqa: F401  (re-exported: its home before core)
 from eradiff.models.sra import SRAState, install_sra
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """The noise schedule and sampler conventions a model was trained with (diffusers names)."""
-
-    beta_schedule: str = "scaled_linear"
-    beta_start: float = 0.00085
-    beta_end: float = 0.012
-    num_train_timesteps: int = 1000
-    prediction_type: str = "epsilon"
-    timestep_spacing: str = "leading"
-    steps_offset: int = 1
-    set_alpha_to_one: bool = False
-
-    def alpha_bar(self) -> Tensor:
-        """ᾱ of shape (T,), float64."""
-        kw = (
-            {}
-            if self.beta_schedule == "squaredcos_cap_v2"
-            else dict(beta_start=self.beta_start, beta_end=self.beta_end)
-        )
-        beta = core.betas(self.beta_schedule, num_train_timesteps=self.num_train_timesteps, **kw)
-        return core.alpha_bars(beta)
-
-    def final_alpha_bar(self) -> float:
-        """ᾱ used after the last DDIM step (1, or ᾱ_0 when ``set_alpha_to_one`` is False)."""
-        return 1.0 if self.set_alpha_to_one else float(self.alpha_bar()[0])
-
-    @classmethod
-    def from_diffusers(cls, config: dict[str, Any]) -> ScheduleConfig:
-        names = cls.__dataclass_fields__
-        return cls(**{k: config[k] for k in names if k in config})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class UNetBackend(Protocol):
@@ -147,6 +112,7 @@ class ErasureModel:
         """What the sampler clips x̂_0 to for this window (``clip_x0`` of :func:`eradiff.core.ddim_step`)."""
         return self.clip_x0
 
+    reimpose_known_default: bool = False  # re-impose the known region each step when EraseOptions leaves it None
     crop_trigger: int = 800  # images with a longer side up to this are erased whole (IOPaint's default)
     default_steps: int = 20  # sampling steps when the caller does not choose (EraseOptions.steps=None)
 
@@ -282,6 +248,7 @@ class PixelInpaintModel(ErasureModel):
     """UNet2DModel on pixel-unshuffled images; see the module docstring."""
 
     family = "pixel"
+    reimpose_known_default = True  # no VAE: the known pixels are exact, so re-imposing them is free
 
     def __init__(self, config: PixelModelConfig, unet: torch.nn.Module | None = None) -> None:
         from diffusers import UNet2DModel
@@ -442,7 +409,8 @@ class LatentInpaintModel(ErasureModel):
         return self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode() * self.scaling_factor
 
     def decode(self, z: Tensor, cond: Conditioning | None = None) -> Tensor:
-        return self.vae.decode(z / self.scaling_factor, return_dict=False)[0]
+        # the frozen VAE may run in another dtype than the UNet (mixed-precision training previews)
+        return self.vae.decode((z / self.scaling_factor).to(self.vae.dtype), return_dict=False)[0]
 
     def latent_mask(self, M: Tensor) -> Tensor:
         return core.downsample_mask(M, factor=self.vae_scale)

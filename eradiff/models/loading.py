@@ -35,13 +35,13 @@ from typing import Any
 
 import torch
 
+from eradiff.core.schedules import ScheduleConfig
 from eradiff.errors import ModelLoadError, first_line
 from eradiff.models.family import (
     ErasureModel,
     LatentInpaintModel,
     PixelInpaintModel,
     PixelModelConfig,
-    ScheduleConfig,
 )
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"

@@ -6,8 +6,8 @@ Steps for one image:
 2. Plan windows (:mod:`eradiff.pipeline.windows`): the whole image if its longer side is at most
    ``crop_trigger``, else one window per mask region with ``crop_margin`` around it, merged.
 3. Per window: resize (longer side = the model's native size), pad to its size multiple, build
-   the conditioning, sample with DDIM (:func:`eradiff.pipeline.sampler.ddim_sample`, SRA on or
-   off), decode, crop, resize back.
+   the conditioning, sample (:func:`erase_tensors`: DDIM or DPM-Solver++, SRA on or off), decode,
+   crop, resize back.
 4. Paste with a feathered alpha (:mod:`eradiff.pipeline.blend`): every pixel outside the dilated
    mask is bit-identical to the input.
 
@@ -30,7 +30,7 @@ from eradiff.errors import InputError
 from eradiff.models.family import ErasureModel, classical_fill
 from eradiff.options import INIT_KINDS, EraseOptions, InitKind  # noqa: F401  (re-exported)
 from eradiff.pipeline.blend import blend, feather_alpha
-from eradiff.pipeline.sampler import ddim_sample
+from eradiff.pipeline.sampler import sample
 from eradiff.pipeline.windows import (
     Box,
     dilate_mask,
@@ -118,6 +118,58 @@ def _as_layout(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
+def erase_tensors(
+    model: ErasureModel,
+    x: torch.Tensor,
+    M: torch.Tensor,
+    options: EraseOptions,
+    *,
+    generators: list[torch.Generator],
+    callback: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Erase a batch of model-sized windows: condition, sample with the chosen step rule, decode.
+
+    1. conditioning from (x, M); z_known = encode(x), re-imposed outside the latent mask when
+       ``options.reimpose_known`` (None: the model's ``reimpose_known_default``);
+    2. the chain of :func:`eradiff.pipeline.sampler.sample` (``options.sampler``, steps, strength
+       from ``init``, η, SRA), sample i drawing from ``generators[i]``;
+    3. decode and clamp to [−1, 1].
+
+    Args:
+        model: the erasure model.
+        x: (b, 3, h, w) float32 in [−1, 1], h and w multiples of ``model.size_multiple``.
+        M: (b, h, w) bool, True = regenerate.
+        options: the erase options (``steps=None`` takes the model's default).
+        generators: one generator per sample.
+        callback: step callback ``(i, n)``.
+
+    Returns:
+        (b, 3, h, w) float32 in [−1, 1].
+    """
+    options = options.for_model(model)
+    dtype = model.dtype
+    x_model = x.to(dtype)
+    cond = model.condition(x_model, M, prompt=options.prompt, guidance_scale=options.guidance_scale)
+    reimpose = options.reimpose_known if options.reimpose_known is not None else model.reimpose_known_default
+    z_known = model.encode(x_model, cond).float()
+    z_init = z_known
+    if options.strength < 1.0 and options.init != "noise":
+        same = cond.fill is not None and getattr(model, "fill", None) == options.init
+        filled = cond.fill if same else classical_fill(x, M, method=options.init).to(dtype)
+        z_init = model.encode(filled, cond).float()
+    keep = ~cond.mask[:, None].to(z_known.device) if reimpose else None
+
+    def denoise(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model.model_output(z_t.to(dtype), t, cond, sra=options.sra)
+
+    z0 = sample(
+        denoise, z_init, schedule=model.schedule, generators=generators, sampler=options.sampler,
+        steps=options.steps, strength=options.strength, eta=options.eta, z_known=z_known if reimpose else None,
+        keep=keep, clip_x0=model.x0_bounds(cond), callback=callback,
+    )  # fmt: skip
+    return model.decode(z0.to(dtype), cond).float().clamp(-1, 1)
+
+
 def erase_window(
     model: ErasureModel,
     rgb: np.ndarray,
@@ -127,7 +179,7 @@ def erase_window(
     generator: torch.Generator,
     callback: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Erase one model-sized window.
+    """Erase one model-sized window (:func:`erase_tensors` on arrays).
 
     Args:
         model: the erasure model.
@@ -140,30 +192,10 @@ def erase_window(
     Returns:
         The decoded window, (h, w, 3) float32 in [0, 1].
     """
-    options = options.for_model(model)
-    device, dtype = model.device, model.dtype
+    device = model.device
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device, torch.float32) * 2 - 1
     M = torch.from_numpy(mask)[None].to(device)
-    x_model = x.to(dtype)
-    cond = model.condition(x_model, M, prompt=options.prompt, guidance_scale=options.guidance_scale)
-    reimpose = options.reimpose_known if options.reimpose_known is not None else model.family == "pixel"
-    z_known = model.encode(x_model, cond).float()
-    z_init = z_known
-    if options.strength < 1.0 and options.init != "noise":
-        same = cond.fill is not None and getattr(model, "fill", None) == options.init
-        filled = cond.fill if same else classical_fill(x, M, method=options.init).to(dtype)
-        z_init = model.encode(filled, cond).float()
-    keep = ~cond.mask[:, None] if reimpose else None
-
-    def denoise(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return model.model_output(z_t.to(dtype), t, cond, sra=options.sra)
-
-    z0 = ddim_sample(
-        denoise, z_init, schedule=model.schedule, generators=[generator], steps=options.steps,
-        strength=options.strength, eta=options.eta, z_known=z_known if reimpose else None, keep=keep,
-        clip_x0=model.x0_bounds(cond), callback=callback,
-    )  # fmt: skip
-    out = model.decode(z0.to(dtype), cond).float().clamp(-1, 1)
+    out = erase_tensors(model, x, M, options, generators=[generator], callback=callback)
     return ((out[0].permute(1, 2, 0).cpu().numpy() + 1) / 2).astype(np.float32)
 
 
@@ -251,4 +283,13 @@ def erase(
     return EraseResult(image=out, report=report)
 
 
-__all__ = ["INIT_KINDS", "EraseOptions", "EraseReport", "EraseResult", "WindowReport", "erase", "erase_window"]
+__all__ = [
+    "INIT_KINDS",
+    "EraseOptions",
+    "EraseReport",
+    "EraseResult",
+    "WindowReport",
+    "erase",
+    "erase_tensors",
+    "erase_window",
+]

@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from eradiff.errors import InputError, first_line
-from eradiff.pipeline.erase import INIT_KINDS, EraseOptions
+from eradiff.options import INIT_KINDS, SAMPLER_KINDS, EraseOptions
 from eradiff.pipeline.io import FORMATS, LoadedImage, read_image, read_mask
 
 # formats Pillow may open for a request (others, e.g. EPS through Ghostscript, are refused)
@@ -269,7 +269,8 @@ def _rename(exc: BaseException, path: Path, name: str) -> str:
 
 # key → (type, description); ranges are checked below and by EraseOptions
 OPTION_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "steps": (int, f"DDIM steps, 1–{MAX_STEPS}"),
+    "steps": (int, f"sampling steps, 1–{MAX_STEPS}"),
+    "sampler": (str, f"step rule: {', '.join(SAMPLER_KINDS)}"),
     "strength": ((int, float), "in (0, 1]; 1 starts from pure noise"),
     "seed": ((int, type(None)), "≥ 0 (default 0, as the command line), or -1/null for a random seed"),
     "sra": (bool, "Self-Rectifying Attention on/off"),

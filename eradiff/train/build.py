@@ -17,11 +17,11 @@ from typing import Literal
 import torch
 
 import eradiff.core as core
+from eradiff.core.schedules import ScheduleConfig
 from eradiff.models.family import (
     ErasureModel,
     PixelInpaintModel,
     PixelModelConfig,
-    ScheduleConfig,
     default_pixel_unet_config,
 )
 from eradiff.train.config import ConfigError, DataConfig, ModelConfig, ObjectiveConfig, TrainingConfig

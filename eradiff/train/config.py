@@ -152,7 +152,7 @@ class ModelConfig:
         else:
             _require(self.base_model is None, "model.base_model is for the latent family; remove it for pixel")
         if self.schedule is not None:
-            from eradiff.models.family import ScheduleConfig
+            from eradiff.core.schedules import ScheduleConfig
 
             valid = {f.name for f in dataclasses.fields(ScheduleConfig)}
             bad = sorted(set(self.schedule) - valid)

@@ -1,7 +1,7 @@
 """Sample grids during training: erasures of a fixed validation batch, written as one PNG.
 
-:func:`erase_preview` runs the erase pipeline's DDIM chain
-(:func:`eradiff.pipeline.sampler.ddim_sample`: η = 0 from Gaussian noise, the known region
+:func:`erase_preview` runs the erase pipeline's window-level call
+(:func:`eradiff.pipeline.erase.erase_tensors`: DDIM, η = 0 from Gaussian noise, the known region
 re-imposed every step) on whole crops, without windows, and pastes x_obj back outside the mask.
 It shows how training goes; ``eradiff erase`` is the real tool.
 """
@@ -21,11 +21,11 @@ __all__ = ["erase_preview", "save_grid"]
 
 @torch.no_grad()
 def erase_preview(model: ErasureModel, x_obj: Tensor, M: Tensor, *, steps: int, seed: int, sra: bool = True) -> Tensor:
-    """Erase the masked region of ``x_obj``.
+    """Erase the masked region of ``x_obj`` with the erase pipeline's window-level call.
 
-    1. conditioning from (x_obj, M); z_known = encode(x_obj), re-imposed outside the latent mask;
-    2. ``steps`` DDIM steps (Eq. 2, σ = 0) from ε ~ N(0, I), sample i drawing from seed + i;
-    3. decode, clamp to [−1, 1], paste x_obj back outside M.
+    1. :func:`eradiff.pipeline.erase.erase_tensors` with ``steps`` DDIM steps (η = 0, strength 1,
+       the known region re-imposed every step), sample i drawing from seed + i;
+    2. paste x_obj back outside M.
 
     Args:
         model: an erasure model on its device, in eval mode.
@@ -38,23 +38,11 @@ def erase_preview(model: ErasureModel, x_obj: Tensor, M: Tensor, *, steps: int, 
     Returns:
         (b, 3, H, W) in [−1, 1].
     """
-    from eradiff.pipeline.sampler import ddim_sample
+    from eradiff.pipeline.erase import EraseOptions, erase_tensors
 
-    cond = model.condition(x_obj, M)
-    z_known = model.encode(x_obj, cond).float()
+    options = EraseOptions(steps=steps, sra=sra, reimpose_known=True)
     generators = [torch.Generator().manual_seed(seed + i) for i in range(x_obj.shape[0])]
-    z = ddim_sample(
-        lambda z_t, t: model.model_output(z_t.to(model.dtype), t, cond, sra=sra),
-        z_known,
-        schedule=model.schedule,
-        generators=generators,
-        steps=steps,
-        z_known=z_known,
-        keep=~cond.mask[:, None].to(z_known.device),
-        clip_x0=model.x0_bounds(cond),
-    )
-    vae = getattr(model, "vae", None)  # the frozen VAE may run in the mixed-precision dtype
-    x = model.decode(z.to(vae.dtype if vae is not None else model.dtype), cond).float().clamp(-1, 1)
+    x = erase_tensors(model, x_obj.float(), M, options, generators=generators)
     return torch.where(M[:, None], x, x_obj.float())
 
 

@@ -108,6 +108,8 @@ def test_bad_paths_and_options_fail_before_torch_is_imported(tmp_path):
         (["p.png", "m.png", "--steps", "0"], 2, "steps must be ≥ 1"),
         (["p.png", "m.png", "--strength", "1.5"], 2, "strength must be in (0, 1]"),
         (["p.png", "m.png", "--init", "lama"], 2, "init='lama' is not valid"),
+        (["p.png", "m.png", "--sampler", "euler"], 2, "sampler='euler' is not valid"),
+        (["p.png", "m.png", "--sampler", "dpmpp-2m", "--eta", "0.5"], 2, "needs sampler='ddim'"),
     ]
     script = (
         "import json, sys\n"

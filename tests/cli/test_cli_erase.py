@@ -356,3 +356,17 @@ def test_output_without_suffix_is_refused_and_help_says_folders_are_created(tmp_
     assert (tmp_path / "new" / "sub" / "p.jpg").is_file()
     help_text = " ".join(runner.invoke(app, ["erase", "--help"]).stdout.replace("│", " ").split())
     assert "missing folders are created" in help_text
+
+
+def test_sampler_option_reaches_the_pipeline(tmp_path, pixel_file):
+    write_photo(tmp_path / "p.png")
+    write_mask(tmp_path / "m.png")
+    outputs = {}
+    for sampler in ("ddim", "dpmpp-2m"):
+        out = tmp_path / f"{sampler}.png"
+        result = erase_cli(tmp_path / "p.png", tmp_path / "m.png", "--sampler", sampler, "--steps", "3", "--json",
+                           "-o", out, model=pixel_file)  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["options"]["sampler"] == sampler
+        outputs[sampler] = np.asarray(Image.open(out))
+    assert not np.array_equal(outputs["ddim"], outputs["dpmpp-2m"])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import eradiff.core as c
 from eradiff.models.family import ScheduleConfig
-from eradiff.pipeline.sampler import ddim_sample, draw_noise, sampling_timesteps
+from eradiff.pipeline.sampler import ddim_sample, draw_noise, sample, sampling_timesteps
 
 SD2 = ScheduleConfig()  # scaled_linear, epsilon, leading, offset 1, final ᾱ = ᾱ_0
 PIXEL = ScheduleConfig(prediction_type="v_prediction", timestep_spacing="trailing", steps_offset=0,
@@ -150,3 +150,58 @@ def test_argument_errors():
         ddim_sample(fake_model, z, schedule=SD2, generators=gens(0, 1), steps=2, z_known=z, keep=z)
     with pytest.raises(ValueError, match="strength"):
         ddim_sample(fake_model, z, schedule=SD2, generators=gens(0, 1), steps=2, strength=0.1)
+
+
+@pytest.mark.parametrize("steps", [1, 6, 8, 12, 20])
+def test_dpmpp_chain_matches_diffusers_multistep_loop(steps):
+    """Trailing spacing: our timesteps are diffusers' DPMSolverMultistepScheduler's, so whole chains agree."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    z_init = torch.randn(1, 4, 6, 5, generator=torch.Generator().manual_seed(3))
+    ours = sample(fake_model, z_init, schedule=PIXEL, generators=gens(11), steps=steps, sampler="dpmpp-2m")
+    sched = DPMSolverMultistepScheduler(
+        beta_schedule=PIXEL.beta_schedule, beta_start=PIXEL.beta_start, beta_end=PIXEL.beta_end,
+        prediction_type=PIXEL.prediction_type, timestep_spacing=PIXEL.timestep_spacing,
+        algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero",
+    )  # fmt: skip
+    sched.set_timesteps(steps)
+    tau, _ = sampling_timesteps(PIXEL, steps, 1.0)
+    assert tau.tolist() == sched.timesteps.tolist()
+    z = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(11))[None]
+    for t in sched.timesteps:
+        z = sched.step(fake_model(z, t.view(1)), t, z).prev_sample
+    torch.testing.assert_close(ours, z, rtol=1e-4, atol=1e-4)
+
+
+@given(seed=st.integers(0, 2**31 - 1), steps=st.integers(1, 30), v=st.booleans(), strength=st.floats(0.1, 1.0))
+def test_dpmpp_oracle_model_recovers_the_clean_state(seed, steps, v, strength):
+    """Fed the exact ε (or v) of a fixed x_0, DPM-Solver++(2M) returns x_0 (final ᾱ = 1) from any start."""
+    if int(steps * strength) < 1:
+        return
+    schedule = PIXEL if v else ScheduleConfig(set_alpha_to_one=True)
+    x0 = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+    alpha_bar = schedule.alpha_bar()
+
+    def oracle(z, t):
+        a = c.schedule_at(alpha_bar, t, value_before_start=1.0).view(-1, 1, 1, 1)
+        eps = (z - a.sqrt() * x0) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * x0 if v else eps
+
+    out = sample(oracle, x0, schedule=schedule, generators=gens(seed, seed + 1), steps=steps, strength=strength,
+                 sampler="dpmpp-2m")  # fmt: skip
+    torch.testing.assert_close(out, x0, rtol=1e-4, atol=1e-4)
+
+
+def test_ddim_sample_is_the_ddim_rule_of_the_loop():
+    z = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    kw = dict(schedule=SD2, steps=5, strength=0.8, eta=0.5, z_known=z, keep=z > 0)
+    assert torch.equal(ddim_sample(fake_model, z, generators=gens(1, 2), **kw),
+                       sample(fake_model, z, generators=gens(1, 2), sampler="ddim", **kw))  # fmt: skip
+
+
+def test_sampler_choices_are_checked():
+    z = torch.zeros(1, 1, 2, 2)
+    with pytest.raises(ValueError, match="sampler='euler' is not valid; choose one of 'ddim', 'dpmpp-2m'"):
+        sample(fake_model, z, schedule=SD2, generators=gens(0), steps=2, sampler="euler")
+    with pytest.raises(ValueError, match="dpmpp-2m sampler is deterministic; eta must be 0"):
+        sample(fake_model, z, schedule=SD2, generators=gens(0), steps=2, sampler="dpmpp-2m", eta=0.5)

@@ -60,6 +60,7 @@ def test_health_and_model_info(client, serve_model):
     assert info["native_size"] == serve_model.native_size == 32
     assert info["backend"] == "torch" and info["device"] == "cpu" and info["family"] == "pixel"
     assert info["defaults"]["steps"] == 20 and info["defaults"]["seed"] == 0
+    assert info["defaults"]["sampler"] == "ddim" and "dpmpp-2m" in info["options"]["sampler"]
     assert info["limits"]["max_pixels"] == 50_000_000
 
 
@@ -269,7 +270,7 @@ def test_pixel_limit_setting(make_client):
         ("{not json", ["not valid JSON"]),
         ("[1, 2]", ["JSON object"]),
         ({"stpes": 3}, ["unknown option 'stpes'", "steps"]),
-        ({"steps": "10"}, ["'steps'", "DDIM steps"]),
+        ({"steps": "10"}, ["'steps'", "sampling steps"]),
         ({"steps": 0}, ["'steps' = 0"]),
         ({"steps": 10_000}, ["'steps' = 10000"]),
         ({"sra": 1}, ["'sra'"]),
@@ -277,6 +278,8 @@ def test_pixel_limit_setting(make_client):
         ({"dilate": -1}, ["'dilate' = -1"]),
         ({"seed": -5}, ["'seed' = -5"]),
         ({"init": "magic"}, ["init='magic'"]),
+        ({"sampler": "euler"}, ["sampler='euler'", "dpmpp-2m"]),
+        ({"sampler": "dpmpp-2m", "eta": 0.5}, ["needs sampler='ddim'"]),
         ({"format": "gif"}, ["'format'", "png"]),
     ],
 )

@@ -11,7 +11,7 @@ const ui = {
   modelInfo: $("model-info"), status: $("status"),
   brush: $("tool-brush"), eraser: $("tool-eraser"), size: $("size"), sizeOut: $("size-out"),
   undo: $("undo"), redo: $("redo"), clear: $("clear"),
-  steps: $("opt-steps"), strength: $("opt-strength"), strengthOut: $("strength-out"), seed: $("opt-seed"),
+  steps: $("opt-steps"), sampler: $("opt-sampler"), strength: $("opt-strength"), strengthOut: $("strength-out"), seed: $("opt-seed"),
   sra: $("opt-sra"), dilate: $("opt-dilate"), format: $("opt-format"),
   erase: $("erase"), cancel: $("cancel"), progress: $("progress"), progressText: $("progress-text"),
   resultActions: $("result-actions"), resultInfo: $("result-info"), download: $("download"), keep: $("keep"),
@@ -74,6 +74,7 @@ async function loadModelInfo() {
     ui.modelInfo.textContent = `model ${info.name} · ${info.family} · ${info.native_size}px · ${info.backend} on ${info.device}`;
     const d = info.defaults;
     ui.steps.value = d.steps;
+    ui.sampler.value = d.sampler;
     ui.strength.value = d.strength;
     ui.strengthOut.textContent = Number(d.strength).toFixed(2);
     ui.sra.checked = d.sra;
@@ -342,7 +343,7 @@ function maskBlob() {
 
 function options() {
   const o = {
-    steps: Number(ui.steps.value), strength: Number(ui.strength.value), sra: ui.sra.checked,
+    steps: Number(ui.steps.value), sampler: ui.sampler.value, strength: Number(ui.strength.value), sra: ui.sra.checked,
     dilate: Number(ui.dilate.value),
   };
   const seed = ui.seed.value.trim();
