@@ -13,6 +13,8 @@ CROP_MARGIN = 128  # px of context around each mask region in cropped windows
 
 InitKind = Literal["noise", "telea", "patchmatch"]
 INIT_KINDS = ("noise", "telea", "patchmatch")
+# the classical fills that --model (CLI, server) accepts by name: eradiff.baselines.METHODS
+CLASSICAL_MODELS = ("telea", "ns", "biharmonic", "patchmatch")
 SamplerKind = Literal["ddim", "dpmpp-2m"]
 SAMPLER_KINDS = ("ddim", "dpmpp-2m")  # the step rules of eradiff.pipeline.sampler.STEP_RULES
 
@@ -94,4 +96,4 @@ class EraseOptions:
         return dataclasses.replace(self, steps=int(getattr(model, "default_steps", 20)))
 
 
-__all__ = ["CROP_MARGIN", "INIT_KINDS", "SAMPLER_KINDS", "EraseOptions", "InitKind", "SamplerKind"]
+__all__ = ["CLASSICAL_MODELS", "CROP_MARGIN", "INIT_KINDS", "SAMPLER_KINDS", "EraseOptions", "InitKind", "SamplerKind"]

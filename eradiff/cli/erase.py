@@ -180,7 +180,11 @@ def erase_command(
         "(default: STEM.erased.EXT beside IMG, or IMGDIR-erased/).",
     ),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="'default', a diffusers SD2-inpainting folder, a .safetensors file or a hub id."
+        None,
+        "--model",
+        "-m",
+        help="'default', a classical fill (telea | ns | biharmonic | patchmatch), a diffusers SD2-inpainting "
+        "folder, a .safetensors file or a hub id.",
     ),
     steps: int | None = typer.Option(
         None, "--steps", help="Sampling steps; default: the model's own (1 for the built-in model, 20 for SD-class)."

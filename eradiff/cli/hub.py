@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from eradiff.options import CLASSICAL_MODELS
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PROBE_TIMEOUT = 3.0
 _TRUE = ("1", "on", "yes", "true")
@@ -67,7 +69,7 @@ def check_model_spec(spec: str | None, *, offline: bool) -> bool:
         ModelSpecError: no such local path and not a hub id, or a hub id that is neither
             reachable nor cached (one line).
     """
-    if spec is None or spec == "default" or Path(spec).expanduser().exists():
+    if spec is None or spec in ("default", *CLASSICAL_MODELS) or Path(spec).expanduser().exists():
         return offline
     if Path(spec).suffix.lower() == ".safetensors" or not HUB_ID.match(spec):
         raise ModelSpecError(f"model {spec!r}: no such file or folder, and not a hub id (owner/name)")

@@ -24,7 +24,11 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 def serve_command(
     model: str | None = typer.Option(
-        None, "--model", "-m", help="'default', a diffusers SD2-inpainting folder, a .safetensors file or a hub id."
+        None,
+        "--model",
+        "-m",
+        help="'default', a classical fill (telea | ns | biharmonic | patchmatch), a diffusers SD2-inpainting "
+        "folder, a .safetensors file or a hub id.",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 exposes it to the network)."),
     port: int = typer.Option(8000, "--port", help="TCP port (0 picks a free one)."),

@@ -16,24 +16,17 @@ GPU, else the CPU; TensorRT's provider is used only when named.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from eradiff.core.schedules import ScheduleConfig
 from eradiff.errors import ModelLoadError, first_line
-from eradiff.models.family import (
-    ErasureModel,
-    LatentInpaintModel,
-    PixelInpaintModel,
-    PixelModelConfig,
-)
+from eradiff.export.artifact import ExternalUNet, model_around_backend, read_artifact_metadata
+from eradiff.models.family import ErasureModel, LatentInpaintModel
 
 _NUMPY = {
     "tensor(float)": np.float32,
@@ -153,126 +146,6 @@ class OrtUNetBackend:
                 )
         out = self.session.run([self.output_name], feed)[0]
         return torch.from_numpy(out).to(sample.device, sample.dtype)
-
-
-class ExternalUNet(nn.Module):
-    """Stands in for ``model.unet`` when the UNet runs outside torch: holds its diffusers config
-    (so code that reads ``model.unet.config`` keeps working) and no weights."""
-
-    def __init__(self, config: Any, where: str) -> None:
-        super().__init__()
-        self.config = config
-        self.where = where
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(f"this model's UNet runs in {self.where}; call model.backend, not model.unet")
-
-
-def _meta_unet(unet_class: str, unet_config: dict[str, Any]) -> nn.Module:
-    """The diffusers UNet built on the meta device (no memory, no init cost), for its config."""
-    import diffusers
-
-    cls = getattr(diffusers, unet_class, None)
-    if cls is None:
-        raise ModelLoadError(f"unknown UNet class {unet_class!r} in the artifact's metadata")
-    with torch.device("meta"):
-        return cls.from_config(unet_config)
-
-
-def read_artifact_metadata(metadata: dict[str, str], where: str) -> dict[str, Any]:
-    """Parse and check the eradiff keys of an artifact's metadata.
-
-    Raises:
-        ModelLoadError: a file without eradiff metadata, or malformed values.
-    """
-    if "eradiff.family" not in metadata:
-        raise ModelLoadError(f"{where} has no eradiff metadata; export it with `eradiff export`")
-    try:
-        return {
-            "family": metadata["eradiff.family"],
-            "name": metadata["eradiff.name"],
-            "schedule": json.loads(metadata["eradiff.schedule"]),
-            "config": json.loads(metadata["eradiff.config"]),
-            "unet_class": metadata["eradiff.unet_class"],
-            "unet_config": json.loads(metadata["eradiff.unet_config"]),
-            "sra": metadata["eradiff.sra"] == "1",
-            "prompt": metadata["eradiff.prompt"],
-        }
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{where}: malformed eradiff metadata ({first_line(exc)})") from exc
-
-
-def model_around_backend(
-    meta: dict[str, Any],
-    backend: Any,
-    *,
-    where: str,
-    base: str | os.PathLike[str] | None = None,
-    offline: bool = False,
-) -> ErasureModel:
-    """Build the erasure model of an artifact's family with ``backend`` as its UNet.
-
-    Args:
-        meta: :func:`read_artifact_metadata` output.
-        backend: a :class:`~eradiff.models.family.UNetBackend`.
-        where: the artifact, for messages and for :class:`ExternalUNet`.
-        base: latent family: the diffusers folder (or hub id) with the VAE and text encoder;
-            default: the ``base_model`` recorded at export.
-        offline: never contact the hub for the base model.
-    """
-    unet = _meta_unet(meta["unet_class"], meta["unet_config"])
-    stand_in = ExternalUNet(unet.config, where)
-    if meta["family"] == "pixel":
-        try:
-            config = PixelModelConfig.from_json(json.dumps(meta["config"]))
-        except (TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{where}: malformed pixel-model config ({first_line(exc)})") from exc
-        model: ErasureModel = PixelInpaintModel(config, unet=unet)
-    elif meta["family"] == "latent":
-        model = _latent_model(meta, unet, where=where, base=base, offline=offline)
-    else:
-        raise ModelLoadError(f"{where}: unknown model family {meta['family']!r}")
-    model.unet = stand_in  # type: ignore[attr-defined]
-    model.backend = backend
-    return model
-
-
-def _latent_model(
-    meta: dict[str, Any], unet: nn.Module, *, where: str, base: str | os.PathLike[str] | None, offline: bool
-) -> LatentInpaintModel:
-    from diffusers import AutoencoderKL
-
-    from eradiff.models.loading import set_offline
-
-    root = str(base) if base is not None else meta["config"].get("base_model") or ""
-    if not root:
-        raise ModelLoadError(f"{where} is a latent-family model: name the base diffusers folder (--base) for its VAE")
-    if offline:
-        set_offline()
-    kw: dict[str, Any] = {"local_files_only": True} if offline else {}
-    try:
-        vae = AutoencoderKL.from_pretrained(root, subfolder="vae", use_safetensors=True, **kw)
-        tokenizer = text_encoder = None
-        if meta["prompt"] == "input":
-            from transformers import CLIPTextModel, CLIPTokenizer
-
-            tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer", **kw)
-            text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", use_safetensors=True, **kw)
-            text_encoder.eval().requires_grad_(False)
-    except Exception as exc:  # diffusers/transformers raise many kinds
-        raise ModelLoadError(f"{where}: cannot load the VAE/text parts from base {root!r}: {first_line(exc)}") from exc
-    vae.eval().requires_grad_(False)
-    schedule = ScheduleConfig(**meta["schedule"])
-    # A constant-prompt graph needs no text encoder; the embedding placeholder only satisfies the
-    # family's "" cache (the graph ignores it) and any other prompt raises.
-    prompt_embeds = None
-    if text_encoder is None:
-        dim = int(meta["unet_config"].get("cross_attention_dim") or 1)
-        prompt_embeds = {"": torch.zeros(1, 1, dim)}
-    return LatentInpaintModel(
-        unet, vae, schedule, tokenizer=tokenizer, text_encoder=text_encoder, prompt_embeds=prompt_embeds,
-        name=meta["name"], source=root,
-    )  # fmt: skip
 
 
 def load_onnx_model(

@@ -402,7 +402,7 @@ def load_trt_model(
         TensorRTUnavailable: no TensorRT or no CUDA GPU.
         ModelLoadError: a missing plan or sidecar, or malformed metadata.
     """
-    from eradiff.export.ort_backend import model_around_backend, read_artifact_metadata
+    from eradiff.export.artifact import model_around_backend, read_artifact_metadata
 
     plan = Path(plan)
     if not plan.is_file():

@@ -26,7 +26,10 @@ Two families:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -36,6 +39,7 @@ from torch import Tensor
 
 import eradiff.core as core
 from eradiff.core.schedules import ScheduleConfig  # noqa: F401  (re-exported: its home before core)
+from eradiff.errors import ModelLoadError, first_line
 from eradiff.models.sra import SRAState, install_sra
 
 
@@ -100,7 +104,7 @@ class ErasureModel:
 
     family: str
     name: str
-    native_size: int  # pixels; windows are resized so their longer side equals this
+    native_size: int | None  # pixels; windows are resized so their longer side equals this (None: kept)
     size_multiple: int  # pixels; image sides must be multiples of this (the pipeline pads)
     schedule: ScheduleConfig
     backend: UNetBackend
@@ -149,6 +153,58 @@ class ErasureModel:
         return self.backend(sample, t, cond.mask, sra=sra, encoder_hidden_states=cond.prompt_embeds)
 
     def config_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """The ``eradiff_config`` stored with a single-file checkpoint (raises if it cannot be saved)."""
+        return self.config_dict()
+
+    def fill_without_sampling(self, x: Tensor, M: Tensor, *, seed: int) -> Tensor | None:
+        """A fill computed without the sampler (classical methods), (b, 3, H, W) in [−1, 1]; None for
+        a diffusion model, which the erase pipeline samples."""
+        return None
+
+    def sra_scope(self, mask: Tensor | None, *, enabled: bool) -> AbstractContextManager[None]:
+        """Context in which the eager UNet's self-attention layers use SRA with ``mask`` (training).
+
+        Raises:
+            TypeError: the UNet runs outside torch (an exported backend), so there is nothing to set.
+        """
+        state = getattr(self.backend, "state", None)
+        if not isinstance(state, SRAState):
+            raise TypeError(f"the {getattr(self.backend, 'name', 'external')} backend has no SRA state to set")
+        return state.use(mask, enabled=enabled)
+
+    def prepare_for_training(self, device: torch.device, *, frozen_dtype: torch.dtype = torch.float32) -> None:
+        """Move what training does not optimise to ``device`` (frozen parts in ``frozen_dtype``).
+
+        The UNet is left to the training loop (accelerate places and wraps it).
+        """
+        self.device = device
+
+    # -- the family's constructors (see eradiff.models.registry) ----------------------------------
+
+    @classmethod
+    def from_checkpoint_config(
+        cls, config: dict[str, Any], *, path: Path, load: Callable[[str], ErasureModel]
+    ) -> ErasureModel:
+        """The model a single-file checkpoint's ``eradiff_config`` describes; its UNet weights are
+        loaded afterwards by the caller.
+
+        Args:
+            config: the checkpoint's ``eradiff_config`` object.
+            path: the checkpoint file (named in messages; relative base models are also looked up
+                in its folder).
+            load: loads another model spec (a latent checkpoint's base model).
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def around_unet(
+        cls, meta: dict[str, Any], unet: torch.nn.Module, *, where: str, base: str | None, offline: bool
+    ) -> ErasureModel:
+        """The model of an exported artifact (metadata ``meta``), around ``unet`` (built on the meta
+        device for its config; the caller swaps in the artifact's backend)."""
         raise NotImplementedError
 
 
@@ -221,6 +277,13 @@ class PixelModelConfig:
         if data.get("family") != "pixel":
             raise ValueError(f"not a pixel-family config (family={data.get('family')!r})")
         return cls(**data)
+
+
+def _pixel_config(data: dict[str, Any], *, where: str) -> PixelModelConfig:
+    try:
+        return PixelModelConfig.from_json(json.dumps(data))
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{where}: malformed pixel-model config ({first_line(exc)})") from exc
 
 
 def default_pixel_unet_config(factor: int = 4) -> dict[str, Any]:
@@ -336,6 +399,23 @@ class PixelInpaintModel(ErasureModel):
         channels = torch.cat([mask_ch, F.pixel_unshuffle(filled, self.factor)], dim=1)
         return Conditioning(channels=channels, mask=self.latent_mask(M), fill=filled)
 
+    @classmethod
+    def from_checkpoint_config(
+        cls, config: dict[str, Any], *, path: Path, load: Callable[[str], ErasureModel]
+    ) -> ErasureModel:
+        from eradiff.models.loading import schedule_from_diffusers
+
+        where = repr(str(path))
+        model = cls(_pixel_config(config, where=where))
+        schedule_from_diffusers(model.config.schedule, where=f"{where} schedule")
+        return model
+
+    @classmethod
+    def around_unet(
+        cls, meta: dict[str, Any], unet: torch.nn.Module, *, where: str, base: str | None, offline: bool
+    ) -> ErasureModel:
+        return cls(_pixel_config(meta["config"], where=where), unet=unet)
+
     def config_dict(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         cfg["unet"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(self.unet.config).items()
@@ -433,3 +513,88 @@ class LatentInpaintModel(ErasureModel):
 
     def config_dict(self) -> dict[str, Any]:
         return {"family": "latent", "name": self.name, "base_model": self.source, "schedule": self.schedule.to_dict()}
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        if not self.source:
+            raise ValueError("a latent-family model needs a source (base_model) to be saved as a single file")
+        return self.config_dict()
+
+    def prepare_for_training(self, device: torch.device, *, frozen_dtype: torch.dtype = torch.float32) -> None:
+        """The VAE frozen on ``device`` in ``frozen_dtype``; the empty-prompt embedding stays cached and
+        the text encoder is dropped (training conditions on the empty prompt only)."""
+        self.vae.to(device)
+        if frozen_dtype != torch.float32:
+            self.vae.to(dtype=frozen_dtype)
+        self.vae.requires_grad_(False).eval()
+        if self.text_encoder is not None:
+            self.text_encoder.requires_grad_(False).eval()
+        self._prompt_cache = {k: v.to(device) for k, v in self._prompt_cache.items()}
+        self.text_encoder = None
+        self.device = device
+
+    @classmethod
+    def from_checkpoint_config(
+        cls, config: dict[str, Any], *, path: Path, load: Callable[[str], ErasureModel]
+    ) -> ErasureModel:
+        """The base model (``base_model``: a diffusers folder or hub id) with the checkpoint's name and
+        schedule; a relative base is tried against the working directory, then the checkpoint's folder."""
+        from eradiff.models.loading import schedule_from_diffusers
+
+        where = repr(str(path))
+        base = config.get("base_model")
+        if not isinstance(base, str) or not base:
+            raise ModelLoadError(f"{where}: a latent-family checkpoint must name its base_model")
+        if not Path(base).expanduser().exists() and (path.parent / base).exists():
+            base = str(path.parent / base)
+        if Path(base).suffix.lower() == ".safetensors":
+            raise ModelLoadError(f"{where}: base_model {base!r} must be a diffusers folder or hub id")
+        model = load(base)
+        if not isinstance(model, LatentInpaintModel):
+            raise ModelLoadError(f"{where}: base_model {base!r} is not a latent-family model")
+        if "schedule" in config:
+            model.schedule = schedule_from_diffusers(config["schedule"], where=f"{where} schedule")
+        model.name = str(config.get("name") or path.stem)
+        return model
+
+    @classmethod
+    def around_unet(
+        cls, meta: dict[str, Any], unet: torch.nn.Module, *, where: str, base: str | None, offline: bool
+    ) -> ErasureModel:
+        """The VAE (and, for a prompt-input graph, tokenizer and text encoder) of the base diffusers
+        folder (``base``, else the one recorded at export) around ``unet``."""
+        from diffusers import AutoencoderKL
+
+        from eradiff.models.loading import set_offline
+
+        root = str(base) if base is not None else meta["config"].get("base_model") or ""
+        if not root:
+            raise ModelLoadError(
+                f"{where} is a latent-family model: name the base diffusers folder (--base) for its VAE"
+            )
+        if offline:
+            set_offline()
+        kw: dict[str, Any] = {"local_files_only": True} if offline else {}
+        try:
+            vae = AutoencoderKL.from_pretrained(root, subfolder="vae", use_safetensors=True, **kw)
+            tokenizer = text_encoder = None
+            if meta["prompt"] == "input":
+                from transformers import CLIPTextModel, CLIPTokenizer
+
+                tokenizer = CLIPTokenizer.from_pretrained(root, subfolder="tokenizer", **kw)
+                text_encoder = CLIPTextModel.from_pretrained(root, subfolder="text_encoder", use_safetensors=True, **kw)
+                text_encoder.eval().requires_grad_(False)
+        except Exception as exc:  # diffusers/transformers raise many kinds
+            detail = first_line(exc)
+            raise ModelLoadError(f"{where}: cannot load the VAE/text parts from base {root!r}: {detail}") from exc
+        vae.eval().requires_grad_(False)
+        schedule = ScheduleConfig(**meta["schedule"])
+        # A constant-prompt graph needs no text encoder; the embedding placeholder only satisfies the
+        # family's "" cache (the graph ignores it) and any other prompt raises.
+        prompt_embeds = None
+        if text_encoder is None:
+            dim = int(meta["unet_config"].get("cross_attention_dim") or 1)
+            prompt_embeds = {"": torch.zeros(1, 1, dim)}
+        return cls(
+            unet, vae, schedule, tokenizer=tokenizer, text_encoder=text_encoder, prompt_embeds=prompt_embeds,
+            name=meta["name"], source=root,
+        )  # fmt: skip

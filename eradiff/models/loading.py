@@ -3,6 +3,7 @@
 | spec                                   | what is loaded                                               |
 | -------------------------------------- | ------------------------------------------------------------ |
 | ``None`` or ``"default"``              | the built-in model, ``eradiff/weights/default.safetensors``  |
+| ``telea``, ``ns``, ``biharmonic``, ``patchmatch`` | a classical fill (:mod:`eradiff.models.classical`) |
 | a folder with ``model_index.json``     | a Stable-Diffusion-2-inpainting-class diffusers folder       |
 | a ``.safetensors`` file                | an eradiff checkpoint (format below)                         |
 | ``owner/name``                         | a Hugging Face hub repository, loaded like a folder          |
@@ -37,12 +38,9 @@ import torch
 
 from eradiff.core.schedules import ScheduleConfig
 from eradiff.errors import ModelLoadError, first_line
-from eradiff.models.family import (
-    ErasureModel,
-    LatentInpaintModel,
-    PixelInpaintModel,
-    PixelModelConfig,
-)
+from eradiff.models.family import ErasureModel, LatentInpaintModel, PixelInpaintModel
+from eradiff.models.registry import family_class
+from eradiff.options import CLASSICAL_MODELS
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
 CONFIG_KEY = "eradiff_config"
@@ -123,6 +121,10 @@ def load_model(
 
 
 def _load(spec: str, *, offline: bool) -> ErasureModel:
+    if spec in CLASSICAL_MODELS:
+        from eradiff.models.classical import ClassicalFillModel
+
+        return ClassicalFillModel(spec)
     if spec == "default":
         if not DEFAULT_MODEL_PATH.is_file():
             raise ModelLoadError(
@@ -227,9 +229,9 @@ def read_checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         config = json.loads(metadata[CONFIG_KEY])
     except json.JSONDecodeError as exc:
         raise ModelLoadError(f"{str(path)!r}: {CONFIG_KEY} metadata is not valid JSON ({first_line(exc)})") from exc
-    if not isinstance(config, dict) or config.get("family") not in ("pixel", "latent"):
-        family = config.get("family") if isinstance(config, dict) else None
-        raise ModelLoadError(f"{str(path)!r}: unknown model family {family!r} (expected 'pixel' or 'latent')")
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{str(path)!r}: {CONFIG_KEY} metadata is not a JSON object")
+    family_class(config.get("family"), where=repr(str(path)))
     return config
 
 
@@ -238,43 +240,36 @@ def _load_checkpoint(path: Path, *, offline: bool) -> ErasureModel:
 
     config = read_checkpoint_config(path)
     state = load_file(str(path))
-    if config["family"] == "pixel":
-        try:
-            pixel_config = PixelModelConfig.from_json(json.dumps(config))
-        except (TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{str(path)!r}: malformed pixel-model config ({first_line(exc)})") from exc
-        model: ErasureModel = PixelInpaintModel(pixel_config)
-        schedule_from_diffusers(pixel_config.schedule, where=f"{str(path)!r} schedule")
-        unet = model.unet
-    else:
-        base = config.get("base_model")
-        if not isinstance(base, str) or not base:
-            raise ModelLoadError(f"{str(path)!r}: a latent-family checkpoint must name its base_model")
-        base_path = Path(base).expanduser()
-        if not base_path.exists() and (path.parent / base).exists():
-            base = str(path.parent / base)
-        if Path(base).suffix.lower() == ".safetensors":
-            raise ModelLoadError(f"{str(path)!r}: base_model {base!r} must be a diffusers folder or hub id")
-        model = _load(base, offline=offline)
-        assert isinstance(model, LatentInpaintModel)
-        if "schedule" in config:
-            model.schedule = schedule_from_diffusers(config["schedule"], where=f"{str(path)!r} schedule")
-        model.name = str(config.get("name") or path.stem)
-        unet = model.unet
-    reference = unet.state_dict()
+    cls = family_class(config["family"], where=repr(str(path)))
+    model = cls.from_checkpoint_config(config, path=path, load=lambda spec: _load(spec, offline=offline))
+    mismatch = load_fitting_weights(model.unet, state)  # type: ignore[attr-defined]
+    if mismatch is not None:
+        raise ModelLoadError(f"{str(path)!r}: weights do not match the model config ({mismatch})")
+    return model
+
+
+def weight_mismatch(reference: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """None when ``state`` has exactly the keys and shapes of ``reference``; else the first mismatch
+    in words (``missing [...]``, ``unexpected [...]`` or ``weight K has shape …, the config needs …``)."""
     missing = sorted(set(reference) - set(state))
     unexpected = sorted(set(state) - set(reference))
     if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise ModelLoadError(f"{str(path)!r}: weights do not match the model config ({detail})")
+        return f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
     for key, value in state.items():
         if value.shape != reference[key].shape:
-            raise ModelLoadError(
-                f"{str(path)!r}: weight {key} has shape {tuple(value.shape)}, the config needs "
-                f"{tuple(reference[key].shape)}"
-            )
-    unet.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()}, strict=True)
-    return model
+            return f"weight {key} has shape {tuple(value.shape)}, the config needs {tuple(reference[key].shape)}"
+    return None
+
+
+def load_fitting_weights(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """Load ``state`` into ``module`` (cast to its dtypes) if it fits exactly; else return the
+    mismatch (:func:`weight_mismatch`) and leave the module unchanged. The one fit-checked weight
+    load of the package: model checkpoints, ``model.init`` and training resume use it."""
+    reference = module.state_dict()
+    mismatch = weight_mismatch(reference, state)
+    if mismatch is None:
+        module.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()}, strict=True)
+    return mismatch
 
 
 def save_checkpoint(model: ErasureModel, path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float16) -> None:
@@ -287,9 +282,7 @@ def save_checkpoint(model: ErasureModel, path: str | os.PathLike[str], *, dtype:
     """
     from safetensors.torch import save_file
 
-    config = model.config_dict()
-    if config.get("family") == "latent" and not config.get("base_model"):
-        raise ValueError("a latent-family model needs a source (base_model) to be saved as a single file")
+    config = model.checkpoint_config()
     unet: torch.nn.Module = model.unet  # type: ignore[attr-defined]
     tensors = {
         k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).cpu().contiguous().clone()
@@ -352,6 +345,7 @@ __all__ = [
     "DEFAULT_MODEL_PATH",
     "DEVICES",
     "ModelLoadError",
+    "load_fitting_weights",
     "load_model",
     "read_checkpoint_config",
     "resolve_device",
@@ -359,4 +353,5 @@ __all__ = [
     "save_pixel_model",
     "schedule_from_diffusers",
     "set_offline",
+    "weight_mismatch",
 ]

@@ -147,6 +147,9 @@ def erase_tensors(
         (b, 3, h, w) float32 in [−1, 1].
     """
     options = options.for_model(model)
+    direct = model.fill_without_sampling(x, M, seed=options.seed)
+    if direct is not None:  # a classical method: nothing to sample
+        return direct.float().clamp(-1, 1)
     dtype = model.dtype
     x_model = x.to(dtype)
     cond = model.condition(x_model, M, prompt=options.prompt, guidance_scale=options.guidance_scale)
@@ -261,7 +264,8 @@ def erase(
     for k, box in enumerate(boxes):
         t0 = time.perf_counter()
         x0, y0, x1, y1 = box
-        geometry = window_geometry(box, native_size=model.native_size, size_multiple=model.size_multiple)
+        native = model.native_size or max(x1 - x0, y1 - y0)  # None: the window keeps its size
+        geometry = window_geometry(box, native_size=native, size_multiple=model.size_multiple)
         crop = image[y0:y1, x0:x1]
         rgb = resize(_colour(crop) / top, geometry.size)
         dilated_w = dilated[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]

@@ -24,6 +24,7 @@ from eradiff.models.family import (
     PixelModelConfig,
     default_pixel_unet_config,
 )
+from eradiff.models.loading import load_fitting_weights
 from eradiff.train.config import ConfigError, DataConfig, ModelConfig, ObjectiveConfig, TrainingConfig
 
 __all__ = ["DataError", "build_datasets", "build_model", "build_objective", "build_source"]
@@ -99,12 +100,9 @@ def _load_init(model: PixelInpaintModel, path: str) -> None:
     family = json.loads(meta.get("eradiff_config", "{}")).get("family")
     if family != "pixel":
         raise ConfigError(f"model.init={path!r} is not a pixel-family eradiff checkpoint (family={family!r})")
-    state = load_file(str(p))
-    reference = model.unet.state_dict()
-    bad = sorted(set(reference) ^ set(state)) or [k for k in state if state[k].shape != reference[k].shape]
-    if bad:
-        raise ConfigError(f"model.init={path!r} does not fit model.unet (first mismatch: {bad[0]})")
-    model.unet.load_state_dict({k: v.to(reference[k].dtype) for k, v in state.items()})
+    mismatch = load_fitting_weights(model.unet, load_file(str(p)))
+    if mismatch is not None:
+        raise ConfigError(f"model.init={path!r} does not fit model.unet (first mismatch: {mismatch})")
 
 
 def build_objective(config: ObjectiveConfig, schedule: ScheduleConfig):

@@ -56,6 +56,7 @@ from torch.utils.data import DataLoader
 
 import eradiff
 import eradiff.core as core
+from eradiff.models.loading import load_fitting_weights
 from eradiff.train import checkpoint as ckpt
 from eradiff.train.build import DataError, build_datasets, build_model, build_objective, to_device_batch
 from eradiff.train.config import ConfigError, TrainingConfig, config_from_dict, dump_config
@@ -235,7 +236,7 @@ def micro_step(
         kwargs = {} if emb is None else {"encoder_hidden_states": emb}
         return denoiser(sample, t, **kwargs, return_dict=False)[0].float()
 
-    with model.backend.state.use(cond.mask if sra else None, enabled=sra):
+    with model.sra_scope(cond.mask if sra else None, enabled=sra):
         losses = objective(model_fn, z_ori, z_obj, draw, weight=weight)
         backward(losses.mean())
     return losses.detach()
@@ -481,16 +482,7 @@ def train(
     model = build_model(config.model, crop_size=config.data.crop_size)
     unet = model.unet
     frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.mixed_precision, torch.float32)
-    if model.family == "latent":
-        model.vae.to(device)
-        if frozen_dtype != torch.float32:
-            model.vae.to(dtype=frozen_dtype)
-        model.vae.requires_grad_(False).eval()
-        if model.text_encoder is not None:
-            model.text_encoder.requires_grad_(False).eval()
-        model._prompt_cache = {k: v.to(device) for k, v in model._prompt_cache.items()}
-        model.text_encoder = None  # the empty-prompt embedding is cached; the encoder is not needed
-    model.device = device
+    model.prepare_for_training(device, frozen_dtype=frozen_dtype)  # frozen parts (VAE, prompt cache) on device
     if tc.gradient_checkpointing:
         if not getattr(unet, "_supports_gradient_checkpointing", False):
             raise ConfigError(f"train.gradient_checkpointing: {type(unet).__name__} does not support it")
@@ -520,10 +512,9 @@ def train(
         state = ckpt.read_json(resume_dir / "state.json")
         if state.get("format") != _STATE_FORMAT:
             raise ckpt.CheckpointError(f"{resume_dir}: unknown checkpoint format {state.get('format')!r}")
-        try:
-            unet.load_state_dict(ckpt.load_tensors(resume_dir / "unet.safetensors"))
-        except RuntimeError as e:
-            raise ckpt.CheckpointError(f"{resume_dir}: the weights do not fit this model ({str(e)[:200]})") from None
+        mismatch = load_fitting_weights(unet, ckpt.load_tensors(resume_dir / "unet.safetensors"))
+        if mismatch is not None:
+            raise ckpt.CheckpointError(f"{resume_dir}: the weights do not fit this model ({mismatch})")
         opt_file = resume_dir / "optimizer.pt"
         if not opt_file.is_file():
             raise ckpt.CheckpointError(f"checkpoint file {opt_file} is missing")

@@ -370,3 +370,17 @@ def test_sampler_option_reaches_the_pipeline(tmp_path, pixel_file):
         assert json.loads(result.stdout)["options"]["sampler"] == sampler
         outputs[sampler] = np.asarray(Image.open(out))
     assert not np.array_equal(outputs["ddim"], outputs["dpmpp-2m"])
+
+
+@pytest.mark.parametrize("method", ["telea", "patchmatch"])
+def test_model_can_name_a_classical_fill(tmp_path, method):
+    image = write_photo(tmp_path / "p.png")
+    mask = write_mask(tmp_path / "m.png")
+    result = runner.invoke(app, ["erase", str(tmp_path / "p.png"), str(tmp_path / "m.png"), "--model", method,
+                                 "--json", "-q", "-o", str(tmp_path / "out.png")])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"]["family"] == "classical" and report["model"]["name"] == method
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    grown = dilate_mask(mask, 7)
+    assert np.array_equal(out[~grown], image[~grown]) and not np.array_equal(out[mask], image[mask])

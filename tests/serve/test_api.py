@@ -442,3 +442,16 @@ def test_large_photo_is_erased_at_full_resolution_in_windows(client):
     far = np.ones(mask.shape, bool)
     far[80:160, 180:280] = far[880:970, 1480:1600] = False
     np.testing.assert_array_equal(out[far], image[far])
+
+
+def test_a_classical_fill_is_served_like_a_model(make_client):
+    from eradiff.models.loading import load_model
+
+    client = make_client(model=load_model("telea"))
+    info = client.get("/api/model").json()
+    assert info["family"] == "classical" and info["name"] == "telea" and info["native_size"] is None
+    r = post(client, png_bytes(photo()), png_bytes(box_mask()), {"dilate": 0})
+    assert r.status_code == 200, r.text
+    out = np.asarray(Image.open(io.BytesIO(r.content)))
+    keep = box_mask() == 0
+    assert np.array_equal(out[keep], photo()[keep]) and not np.array_equal(out[~keep], photo()[~keep])

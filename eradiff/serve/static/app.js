@@ -71,7 +71,8 @@ async function loadModelInfo() {
     const r = await fetch("/api/model");
     const info = await r.json();
     page.limits = info.limits;
-    ui.modelInfo.textContent = `model ${info.name} · ${info.family} · ${info.native_size}px · ${info.backend} on ${info.device}`;
+    const size = info.native_size ? ` · ${info.native_size}px` : "";
+    ui.modelInfo.textContent = `model ${info.name} · ${info.family}${size} · ${info.backend} on ${info.device}`;
     const d = info.defaults;
     ui.steps.value = d.steps;
     ui.sampler.value = d.sampler;
