@@ -13,6 +13,8 @@ CROP_MARGIN = 128  # px of context around each mask region in cropped windows
 
 InitKind = Literal["noise", "telea", "patchmatch"]
 INIT_KINDS = ("noise", "telea", "patchmatch")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # eradiff.models.loading.resolve_device
+BACKENDS = ("torch", "onnx", "trt")  # the UNet backends: eager torch, or an artifact of eradiff.export
 # the classical fills that --model (CLI, server) accepts by name: eradiff.baselines.METHODS
 CLASSICAL_MODELS = ("telea", "ns", "biharmonic", "patchmatch")
 SamplerKind = Literal["ddim", "dpmpp-2m"]
@@ -96,4 +98,14 @@ class EraseOptions:
         return dataclasses.replace(self, steps=int(getattr(model, "default_steps", 20)))
 
 
-__all__ = ["CLASSICAL_MODELS", "CROP_MARGIN", "INIT_KINDS", "SAMPLER_KINDS", "EraseOptions", "InitKind", "SamplerKind"]
+__all__ = [
+    "BACKENDS",
+    "CLASSICAL_MODELS",
+    "CROP_MARGIN",
+    "DEVICES",
+    "INIT_KINDS",
+    "SAMPLER_KINDS",
+    "EraseOptions",
+    "InitKind",
+    "SamplerKind",
+]

@@ -45,4 +45,6 @@ from eradiff.cli.serve import serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
 
-import eradiff.cli.export  # noqa: E402,F401  (registers `eradiff export`)
+from eradiff.cli.export import export_command  # noqa: E402
+
+app.command("export", no_args_is_help=True)(export_command)

@@ -25,20 +25,10 @@ from pathlib import Path
 
 import typer
 
+from eradiff.cli._common import CLIError, check_device_and_backend, fail, load_erasure_model, model_option
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.cli.threads import apply_threads, check_threads, runtime_report, threads_option
 from eradiff.formats import FORMATS, IMAGE_SUFFIXES, format_for_suffix, format_key
-
-BACKENDS = ("torch", "onnx", "trt")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-class CLIError(Exception):
-    """A one-line error with its exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -179,13 +169,7 @@ def erase_command(
         help="Output file (with an image suffix) or folder; missing folders are created "
         "(default: STEM.erased.EXT beside IMG, or IMGDIR-erased/).",
     ),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="'default', a classical fill (telea | ns | biharmonic | patchmatch), a diffusers SD2-inpainting "
-        "folder, a .safetensors file or a hub id.",
-    ),
+    model: str | None = model_option(),
     steps: int | None = typer.Option(
         None, "--steps", help="Sampling steps; default: the model's own (1 for the built-in model, 20 for SD-class)."
     ),
@@ -216,23 +200,43 @@ def erase_command(
     threads: int | None = threads_option(),
 ) -> None:
     """Erase what MASK covers in IMG and fill it with coherent background."""
-    args = dict(locals())
+    args = dict(
+        image=image,
+        mask=mask,
+        output=output,
+        model=model,
+        steps=steps,
+        sampler=sampler,
+        strength=strength,
+        eta=eta,
+        seed=seed,
+        dilate=dilate,
+        feather=feather,
+        no_sra=no_sra,
+        prompt=prompt,
+        guidance=guidance,
+        init=init,
+        reimpose=reimpose,
+        device=device,
+        offline=offline,
+        compare=compare,
+        json_out=json_out,
+        fmt=fmt,
+        backend=backend,
+        quiet=quiet,
+        threads=threads,
+    )
     console = _console(quiet)
     try:
         code = _run(console, **args)
     except CLIError as exc:
-        _fail(str(exc), exc.code)
+        fail(str(exc), exc.code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        fail("interrupted", 130)
     except Exception as exc:  # a bug, not a user error: still one line, no traceback
         from eradiff.errors import first_line
 
-        _fail(f"unexpected {type(exc).__name__}: {first_line(exc)}", 1)
-    raise typer.Exit(code)
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
+        fail(f"unexpected {type(exc).__name__}: {first_line(exc)}", 1)
     raise typer.Exit(code)
 
 
@@ -252,19 +256,13 @@ def _options(args: dict, seed: int):
 
 def _check_choices(args: dict) -> str | None:
     """Option values checked without torch; returns the ``--format`` key (None = the input's)."""
-    if args["backend"] not in BACKENDS:
-        raise CLIError(f"backend {args['backend']!r} is not available; choose one of {', '.join(BACKENDS)}", 2)
-    if args["device"] not in DEVICES:
-        raise CLIError(f"device {args['device']!r} is not valid; choose one of {', '.join(DEVICES)}", 2)
+    check_device_and_backend(args["device"], args["backend"], args["model"])
     if args["seed"] < -1:
         raise CLIError(f"seed must be ≥ 0, or -1 for a random one; got {args['seed']}", 2)
     try:
         check_threads(args["threads"])
     except ValueError as exc:
         raise CLIError(str(exc), 2) from exc
-    if args["backend"] != "torch" and args["model"] is None:
-        suffix = ".onnx" if args["backend"] == "onnx" else ".plan"
-        raise CLIError(f"--backend {args['backend']} needs --model FILE{suffix} (written by eradiff export)", 2)
     if args["fmt"] is None:
         return None
     fmt = format_key(args["fmt"])
@@ -329,34 +327,8 @@ def _run(console, **args) -> int:
 
 def _load(args: dict, *, offline: bool, console):
     """The model on its device: ``(model, device, dtype)``; a load error is a one-line CLIError."""
-    import torch
-
-    from eradiff.errors import EraDiffError
-    from eradiff.models.loading import load_model, resolve_device
-
-    try:
-        device = resolve_device(args["device"])
-    except ValueError as exc:
-        raise CLIError(str(exc), 2) from exc
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
     with console.status("loading model…"):
-        try:
-            if args["backend"] == "torch":
-                model = load_model(args["model"], device=device, dtype=dtype, offline=offline)
-            else:
-                model = _load_artifact(args, device)
-        except EraDiffError as exc:
-            from eradiff.export.trt import TensorRTUnavailable
-
-            raise CLIError(str(exc), 2 if isinstance(exc, TensorRTUnavailable) else 1) from exc
-    return model, device, dtype
-
-
-def _load_artifact(args: dict, device):
-    """``--backend onnx|trt``: an exported file (``eradiff export``) runs the UNet; the rest is shared."""
-    from eradiff.export import load_backend_model
-
-    return load_backend_model(args["model"], args["backend"], device=str(device), offline=args["offline"])
+        return load_erasure_model(args["model"], backend=args["backend"], device=args["device"], offline=offline)
 
 
 def _erase_all(model, jobs: list[Job], options, *, fmt: str | None, compare: bool, console) -> None:

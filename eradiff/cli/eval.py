@@ -15,20 +15,20 @@ are one line on stderr with exit code 2.
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
+from eradiff.cli._common import fail
 from eradiff.cli.threads import apply_threads, check_threads, threads_option
 
 DEFAULT_METHODS = ("eradiff=default", "telea", "ns")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    fail(message, code)  # eval's errors are option errors (2) unless said otherwise
 
 
 def eval_command(

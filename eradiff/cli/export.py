@@ -21,17 +21,11 @@ from pathlib import Path
 
 import typer
 
-from eradiff.cli.app import app
+from eradiff.cli._common import CLIError, fail
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.cli.threads import apply_threads, check_threads, threads_option
 
 FLAVOUR_CHOICES = ("auto", "trt", "portable")
-
-
-class _Fail(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -42,7 +36,7 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         values = []
     if len(values) not in (1, 2) or min(values) < 1:
-        raise _Fail(f"size {text!r} is not valid; write N or HxW in pixels, e.g. 512 or 512x768", 2)
+        raise CLIError(f"size {text!r} is not valid; write N or HxW in pixels, e.g. 512 or 512x768", 2)
     return (values[0], values[-1])
 
 
@@ -53,7 +47,7 @@ def parse_batch(text: str) -> tuple[int, int, int]:
     except ValueError:
         values = []
     if len(values) not in (1, 3) or min(values) < 1:
-        raise _Fail(f"batch {text!r} is not valid; write MIN,OPT,MAX (e.g. 1,1,2) or one number", 2)
+        raise CLIError(f"batch {text!r} is not valid; write MIN,OPT,MAX (e.g. 1,1,2) or one number", 2)
     return (values[0], values[len(values) // 2], values[-1])
 
 
@@ -89,31 +83,45 @@ def export_command(
     threads: int | None = threads_option(),
 ) -> None:
     """Export a model's UNet to ONNX (Self-Rectifying Attention in the graph) or build a TensorRT engine."""
-    args = dict(locals())
+    args = dict(
+        onnx=onnx,
+        trt=trt,
+        model=model,
+        flavour=flavour,
+        fp16=fp16,
+        opset=opset,
+        no_sra=no_sra,
+        prompt_input=prompt_input,
+        external_data=external_data,
+        min_size=min_size,
+        opt_size=opt_size,
+        max_size=max_size,
+        batch=batch,
+        opt_level=opt_level,
+        timing_cache=timing_cache,
+        offline=offline,
+        json_out=json_out,
+        threads=threads,
+    )
     try:
         report = _run(**args)
-    except _Fail as exc:
-        _fail(str(exc), exc.code)
+    except CLIError as exc:
+        fail(str(exc), exc.code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        fail("interrupted", 130)
     except Exception as exc:
         from eradiff.errors import EraDiffError, first_line
         from eradiff.export.trt import TensorRTUnavailable
 
         if isinstance(exc, TensorRTUnavailable):
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         if isinstance(exc, EraDiffError):
-            _fail(first_line(exc), 1)
+            fail(first_line(exc), 1)
         if isinstance(exc, ValueError):
-            _fail(first_line(exc), 2)
-        _fail(f"unexpected {type(exc).__name__}: {first_line(exc)}", 1)
+            fail(first_line(exc), 2)
+        fail(f"unexpected {type(exc).__name__}: {first_line(exc)}", 1)
     if json_out:
         print(json.dumps(report, indent=2, default=str))
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
 
 
 def _say(message: str) -> None:
@@ -123,21 +131,21 @@ def _say(message: str) -> None:
 def _run(**args) -> dict:
     onnx_path, plan_path = args["onnx"], args["trt"]
     if onnx_path is None and plan_path is None:
-        raise _Fail("say what to write: --onnx FILE.onnx and/or --trt FILE.plan", 2)
+        raise CLIError("say what to write: --onnx FILE.onnx and/or --trt FILE.plan", 2)
     if args["flavour"] not in FLAVOUR_CHOICES:
-        raise _Fail(f"flavour {args['flavour']!r} is not valid; choose one of {', '.join(FLAVOUR_CHOICES)}", 2)
+        raise CLIError(f"flavour {args['flavour']!r} is not valid; choose one of {', '.join(FLAVOUR_CHOICES)}", 2)
     if args["external_data"] not in ("auto", "always", "never"):
-        raise _Fail(f"external-data {args['external_data']!r} is not valid; choose auto, always or never", 2)
+        raise CLIError(f"external-data {args['external_data']!r} is not valid; choose auto, always or never", 2)
     profile_args = (args["min_size"], args["opt_size"], args["max_size"], args["opt_level"], args["timing_cache"])
     if plan_path is None and any(a is not None for a in profile_args):
-        raise _Fail("--min/--opt/--max/--opt-level/--timing-cache apply to --trt only", 2)
+        raise CLIError("--min/--opt/--max/--opt-level/--timing-cache apply to --trt only", 2)
     try:
         check_threads(args["threads"])
         args["offline"] = check_model_spec(args["model"], offline=args["offline"])
     except ModelSpecError as exc:
-        raise _Fail(str(exc), 1) from exc
+        raise CLIError(str(exc), 1) from exc
     except ValueError as exc:
-        raise _Fail(str(exc), 2) from exc
+        raise CLIError(str(exc), 2) from exc
     apply_threads(args["threads"])
     if plan_path is None:
         return {"onnx": _export(onnx_path, args)}
@@ -170,11 +178,11 @@ def _export(path: Path, args: dict, *, for_trt: bool = False) -> dict:
     from eradiff.models.loading import load_model
 
     if path.suffix.lower() != ".onnx":
-        raise _Fail(f"ONNX output {str(path)!r} must end in .onnx", 2)
+        raise CLIError(f"ONNX output {str(path)!r} must end in .onnx", 2)
     flavour = _flavour(args, for_trt=for_trt)
     lo, hi = OPSETS[flavour]
     if args["opset"] is not None and not lo <= args["opset"] <= hi:
-        raise _Fail(f"opset={args['opset']} is not valid for the {flavour!r} flavour; choose {lo}–{hi}", 2)
+        raise CLIError(f"opset={args['opset']} is not valid for the {flavour!r} flavour; choose {lo}–{hi}", 2)
     t0 = time.perf_counter()
     _say(f"loading model {args['model'] or 'default'} …")
     model = load_model(args["model"], offline=args["offline"])
@@ -204,10 +212,10 @@ def _build(source: Path, plan: Path, args: dict) -> dict:
     from eradiff.export.trt import build_engine, default_profile, profile_from_sizes
 
     if not source.is_file():
-        raise _Fail(f"ONNX input {str(source)!r}: no such file", 2)
+        raise CLIError(f"ONNX input {str(source)!r}: no such file", 2)
     metadata = read_metadata(source)
     if "eradiff.family" not in metadata:
-        raise _Fail(f"{str(source)!r} has no eradiff metadata; export it with `eradiff export --onnx`", 1)
+        raise CLIError(f"{str(source)!r} has no eradiff metadata; export it with `eradiff export --onnx`", 1)
     batch = parse_batch(args["batch"])
     sizes = [parse_size(s) for s in (args["min_size"], args["opt_size"], args["max_size"]) if s is not None]
     if sizes:
@@ -229,6 +237,3 @@ def _build(source: Path, plan: Path, args: dict) -> dict:
     return {"plan": str(result.plan), "sidecar": str(result.sidecar), "layers_file": str(result.layers_file),
             "profile": {"min": result.profile.min, "opt": result.profile.opt, "max": result.profile.max},
             "fp16": result.fp16, "seconds": round(result.seconds, 2), "summary": s}  # fmt: skip
-
-
-app.command("export", no_args_is_help=True)(export_command)

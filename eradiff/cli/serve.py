@@ -14,22 +14,15 @@ import time
 
 import typer
 
+from eradiff.cli._common import CLIError, check_device_and_backend, fail, load_erasure_model, model_option
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.cli.threads import apply_threads, check_threads, threads_option
 
-BACKENDS = ("torch", "onnx", "trt")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
 def serve_command(
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="'default', a classical fill (telea | ns | biharmonic | patchmatch), a diffusers SD2-inpainting "
-        "folder, a .safetensors file or a hub id.",
-    ),
+    model: str | None = model_option(),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 exposes it to the network)."),
     port: int = typer.Option(8000, "--port", help="TCP port (0 picks a free one)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
@@ -51,25 +44,22 @@ def serve_command(
         import python_multipart  # noqa: F401
         import uvicorn
     except ImportError as exc:
-        _fail(f"eradiff serve needs the serve extra ({exc.name} is missing): pip install 'eradiff[serve]'", 1)
-    if backend not in BACKENDS:
-        _fail(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}", 2)
-    if device not in DEVICES:
-        _fail(f"device {device!r} is not valid; choose one of {', '.join(DEVICES)}", 2)
-    if backend != "torch" and model is None:
-        suffix = ".onnx" if backend == "onnx" else ".plan"
-        _fail(f"--backend {backend} needs --model FILE{suffix} (written by eradiff export)", 2)
+        fail(f"eradiff serve needs the serve extra ({exc.name} is missing): pip install 'eradiff[serve]'", 1)
+    try:
+        check_device_and_backend(device, backend, model)
+    except CLIError as exc:
+        fail(str(exc), exc.code)
     if not 0 <= port <= 65535:
-        _fail(f"port must be in 0–65535, got {port}", 2)
+        fail(f"port must be in 0–65535, got {port}", 2)
     try:
         check_threads(threads)
     except ValueError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     if backend == "torch":
         try:
             offline = check_model_spec(model, offline=offline)
         except ModelSpecError as exc:
-            _fail(str(exc), 1)
+            fail(str(exc), 1)
 
     from eradiff.serve.app import ServeSettings, create_app
 
@@ -77,7 +67,7 @@ def serve_command(
         settings = ServeSettings(queue=queue, max_upload_mb=max_upload_mb, max_pixels=max_pixels, backend=backend,
                                  allowed_hosts=_allowed_hosts(host))  # fmt: skip
     except ValueError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     apply_threads(threads)
     model_obj, device_name, seconds = _load(model, device=device, backend=backend, offline=offline)
     sock = _bind(host, port)
@@ -102,47 +92,16 @@ def serve_command(
         sock.close()
 
 
-def _fail(message: str, code: int) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
-
-
 def _load(spec: str | None, *, device: str, backend: str, offline: bool):
-    from eradiff.models.loading import resolve_device, set_offline
-
-    if offline:
-        set_offline()
-    try:
-        dev = resolve_device(device)
-    except ValueError as exc:
-        _fail(str(exc), 2)
     from rich.console import Console
 
     t0 = time.perf_counter()
     with Console(stderr=True).status("loading model…"):
-        model = _load_model(spec, dev, backend=backend, offline=offline)
+        try:
+            model, dev, _ = load_erasure_model(spec, backend=backend, device=device, offline=offline)
+        except CLIError as exc:
+            fail(str(exc), exc.code)
     return model, str(dev), time.perf_counter() - t0
-
-
-def _load_model(spec: str | None, dev, *, backend: str, offline: bool):
-    import torch
-
-    from eradiff.errors import EraDiffError
-    from eradiff.models.loading import load_model
-
-    try:
-        if backend == "torch":
-            dtype = torch.float16 if dev.type == "cuda" else torch.float32
-            model = load_model(spec, device=dev, dtype=dtype, offline=offline)
-        else:
-            from eradiff.export import load_backend_model
-
-            model = load_backend_model(spec, backend, device=str(dev), offline=offline)
-    except EraDiffError as exc:
-        _fail(str(exc), 1)
-    except ImportError as exc:
-        _fail(f"--backend {backend} is not available here ({exc}); install the onnx or gpu extra", 1)
-    return model
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -155,7 +114,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         hint = "; pass another --port" if getattr(exc, "errno", None) in (98, 48, 10048) else ""
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", 1)
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", 1)
     return sock
 
 

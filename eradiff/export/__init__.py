@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from typing import Literal
 
 from eradiff.models.family import ErasureModel
+from eradiff.options import BACKENDS
 
 ArtifactBackend = Literal["onnx", "trt"]
-ARTIFACT_BACKENDS: tuple[str, ...] = ("onnx", "trt")
+ARTIFACT_BACKENDS: tuple[str, ...] = tuple(b for b in BACKENDS if b != "torch")
 
 
 def load_backend_model(

@@ -40,11 +40,10 @@ from eradiff.core.schedules import ScheduleConfig
 from eradiff.errors import ModelLoadError, first_line
 from eradiff.models.family import ErasureModel, LatentInpaintModel, PixelInpaintModel
 from eradiff.models.registry import family_class
-from eradiff.options import CLASSICAL_MODELS
+from eradiff.options import CLASSICAL_MODELS, DEVICES
 
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
 CONFIG_KEY = "eradiff_config"
-DEVICES = ("auto", "cpu", "cuda", "mps")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 

@@ -77,36 +77,18 @@ def draw_noise(shape: Sequence[int], generators: Sequence[torch.Generator], *, d
 
 
 def ddim_rule(
-    z: Tensor,
-    out: Tensor,
-    a_t: Tensor,
-    a_s: Tensor,
-    *,
-    previous: tuple[Tensor, Tensor] | None,
-    last: bool,
-    prediction_type: str,
-    clip_x0: float | tuple[Tensor, Tensor] | None,
-    eta: float,
-    noise: Tensor | None,
-) -> tuple[Tensor, Tensor]:
+    z: Tensor, out: Tensor, a_t: Tensor, a_s: Tensor, *, prediction_type: str,
+    clip_x0: float | tuple[Tensor, Tensor] | None, eta: float, noise: Tensor | None, **_: Any,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """DDIM with η (Eq. 2): :func:`eradiff.core.ddim_step`; single-step, so ``previous`` is unused."""
     return core.ddim_step(z, out, a_t, a_s, eta=eta, noise=noise, prediction_type=prediction_type,  # type: ignore[arg-type]
                           clip_x0=clip_x0)  # fmt: skip
 
 
 def dpmpp_2m_rule(
-    z: Tensor,
-    out: Tensor,
-    a_t: Tensor,
-    a_s: Tensor,
-    *,
-    previous: tuple[Tensor, Tensor] | None,
-    last: bool,
-    prediction_type: str,
-    clip_x0: float | tuple[Tensor, Tensor] | None,
-    eta: float,
-    noise: Tensor | None,
-) -> tuple[Tensor, Tensor]:
+    z: Tensor, out: Tensor, a_t: Tensor, a_s: Tensor, *, previous: tuple[Tensor, Tensor] | None, last: bool,
+    prediction_type: str, clip_x0: float | tuple[Tensor, Tensor] | None, eta: float, **_: Any,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     """DPM-Solver++(2M) (:func:`eradiff.core.dpmpp_2m_step`): first order at the first and last step."""
     if eta != 0:
         raise ValueError(f"the dpmpp-2m sampler is deterministic; eta must be 0, got {eta}")
