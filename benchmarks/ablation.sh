@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The ablation of benchmarks/RESULTS.md (the paper's Table 3 / Sec. 5.4 at small scale), end to end.
 #
-# Equal budget: three models trained from the same config (configs/default.yaml: same data, model,
+# Equal budget: three models trained from the same config (configs/cro-from-scratch.yaml: same data, model,
 # seed, batch, learning-rate schedule), each stopped after BUDGET steps of that schedule
 # (train.stop_at), differing only in the objective:
 #   EraDiff     objective cro        — runs/ablation-cro (== the first BUDGET steps of the default run)
@@ -34,7 +34,7 @@ train() {  # train KIND RUN
   if [ -f "${run}/model.safetensors" ]; then echo "ablation: ${run} already trained"; return; fi
   local resume=()
   if compgen -G "${run}/ckpt-*" > /dev/null; then resume=(--resume latest); fi
-  eradiff train --config configs/default.yaml --output "${run}" --set train.stop_at="${BUDGET}" \
+  eradiff train --config configs/cro-from-scratch.yaml --output "${run}" --set train.stop_at="${BUDGET}" \
     --set objective.kind="${kind}" --set log.progress=false --set log.sample_every=0 "${resume[@]}"
 }
 

@@ -29,7 +29,10 @@ def test_default_model_erases_the_example():
     model = load_model(None)
     image = np.asarray(Image.open(ROOT / "examples" / "photo.jpg").convert("RGB")).copy()
     mask = np.asarray(Image.open(ROOT / "examples" / "mask.png").convert("L")) > 127
-    out = erase(model, image, mask, EraseOptions(steps=8, seed=0, dilate=0, feather=0)).image
+    assert model.default_steps == 1 and model.fill == "patchmatch"  # the sampler the README describes
+    result = erase(model, image, mask, EraseOptions(seed=0, dilate=0, feather=0))
+    assert result.report.steps_run == 1
+    out = result.image
     assert np.array_equal(out[~mask], image[~mask])
     inside = np.abs(out[mask].astype(int) - image[mask].astype(int)).mean()
     assert inside > 20, "the red ladybird must be replaced"
@@ -43,7 +46,7 @@ def test_readme_first_command_runs_offline(tmp_path):
     out = tmp_path / "erased.png"
     res = CliRunner().invoke(
         app, ["erase", str(ROOT / "examples" / "photo.jpg"), str(ROOT / "examples" / "mask.png"), "-o", str(out),
-              "--steps", "4", "--quiet"],
+              "--quiet"],
     )  # fmt: skip
     assert res.exit_code == 0, res.stderr
     assert out.stat().st_size > 10_000

@@ -287,7 +287,7 @@ def _pixel_config(data: dict[str, Any], *, where: str) -> PixelModelConfig:
 
 
 def default_pixel_unet_config(factor: int = 4) -> dict[str, Any]:
-    """The UNet2DModel configuration of the built-in default model (``configs/default.yaml``).
+    """The UNet2DModel configuration of the built-in default model (``configs/default-stage1.yaml``).
 
     ~11 M parameters: four levels of 48/96/160/224 channels on the f-times pixel-unshuffled image,
     one ResNet per level, self-attention (SRA) at the two lowest levels.
