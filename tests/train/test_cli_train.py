@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from eradiff.cli import app
@@ -12,14 +11,6 @@ from eradiff.cli import app
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny-test.yaml"
 QUIET = ["--set", "log.progress=false", "--set", "log.sample_every=0", "--set", "log.tensorboard=false"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _run(*args: str):

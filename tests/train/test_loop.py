@@ -36,15 +36,6 @@ def tiny(run_dir: Path, *overrides: str):
     return load_config(TINY, [*QUIET, f"output_dir={run_dir}", *overrides])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: one intra-op thread per process is faster and steadier than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _state(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
