@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from eradiff.errors import InputError, first_line
+from eradiff.formats import format_key
 from eradiff.options import INIT_KINDS, SAMPLER_KINDS, EraseOptions
 from eradiff.pipeline.io import FORMATS, LoadedImage, read_image, read_mask
 
@@ -333,9 +334,11 @@ def parse_options(raw: bytes | bytearray | str | None, *, defaults: EraseOptions
             values[key] = float(values[key])  # JSON's 1 is an int; the pipeline's maths takes floats
     fmt = values.pop("format", None)
     if fmt is not None:
-        fmt = {"jpg": "jpeg", "tif": "tiff"}.get(fmt.lower(), fmt.lower())
-        if fmt not in FORMATS:
-            raise ApiError(422, "bad_options", f"option 'format' = {fmt[:20]!r}: choose one of {', '.join(FORMATS)}")
+        key = format_key(str(fmt))  # the jpg/tif aliases live in eradiff.formats only
+        if key is None:
+            choices = ", ".join(FORMATS)
+            raise ApiError(422, "bad_options", f"option 'format' = {str(fmt)[:20]!r}: choose one of {choices}")
+        fmt = key
     requested_seed = values.pop("seed", defaults.seed)
     random_seed = requested_seed is None or requested_seed == -1
     if not random_seed and requested_seed < 0:

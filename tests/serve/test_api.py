@@ -139,6 +139,8 @@ def test_jpeg_in_jpeg_out_and_format_option(client):
     far = np.ones(out.shape[:2], bool)
     far[10:50, 30:70] = False
     np.testing.assert_array_equal(out[far], original[far])  # lossless output: exact outside
+    for alias, media in (("JPG", "image/jpeg"), ("tif", "image/tiff")):  # the aliases of eradiff.formats
+        assert post(client, jpeg, mask, {"steps": 2, "format": alias}).headers["content-type"] == media
 
 
 def test_sixteen_bit_png_keeps_sixteen_bits(client):
