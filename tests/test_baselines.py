@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eradiff.baselines import METHODS, inpaint_classical
+from eradiff.baselines import METHODS, fill_from_known, inpaint_classical
 
 
 def _scene(seed, h, w):
@@ -39,6 +39,19 @@ def test_outside_of_the_mask_is_bit_identical(method, seed, h, w):
     assert out.shape == image.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out[~mask], image[~mask])
     np.testing.assert_array_equal(image, before)  # input untouched
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fill_from_known_never_depends_on_the_pixels_under_the_mask(method):
+    _available(method)
+    image, mask = _scene(3, 40, 40)
+    fills = []
+    for value in (0, 255):
+        holed = image.copy()
+        holed[mask] = value
+        fills.append(fill_from_known(holed, mask, method=method, seed=5))
+    np.testing.assert_array_equal(fills[0], fills[1])
+    np.testing.assert_array_equal(fills[0][~mask], image[~mask])
 
 
 @pytest.mark.parametrize("method", METHODS)

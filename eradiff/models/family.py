@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -219,8 +218,8 @@ FILL_KINDS: tuple[str, ...] = ("telea", "patchmatch", "zeros")
 def classical_fill(x: Tensor, M: Tensor, *, method: str = "telea", radius: int = 5, seed: int = 0) -> Tensor:
     """Fill the masked pixels of images in [−1, 1] with a classical method (outside unchanged).
 
-    The masked pixels are zeroed before the method sees them, so the fill depends only on the
-    known region (an object under the mask never leaks into it).
+    The fill depends on the known region only (:func:`eradiff.baselines.fill_from_known`), so an
+    object under the mask never leaks into it.
 
     Args:
         x: images (b, 3, H, W) in [−1, 1].
@@ -230,7 +229,7 @@ def classical_fill(x: Tensor, M: Tensor, *, method: str = "telea", radius: int =
         radius: the method's radius (Telea neighbourhood; PatchMatch patch size).
         seed: PatchMatch's seed (same seed and input ⇒ same fill).
     """
-    from eradiff.baselines import inpaint_classical
+    from eradiff.baselines import fill_from_known
 
     out = x.clone()
     for i in range(x.shape[0]):
@@ -238,17 +237,10 @@ def classical_fill(x: Tensor, M: Tensor, *, method: str = "telea", radius: int =
         if not m.any():
             continue
         img = ((x[i].detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-        img = np.ascontiguousarray(img)
-        img[m] = 0
-        filled = inpaint_classical(img, m, method=method, radius=radius, seed=seed)  # type: ignore[arg-type]
+        filled = fill_from_known(img, m, method=method, radius=radius, seed=seed)  # type: ignore[arg-type]
         f = torch.from_numpy(filled).permute(2, 0, 1).to(x.device, x.dtype) / 127.5 - 1
         out[i] = torch.where(M[i][None].to(x.device), f, x[i])
     return out
-
-
-def telea_fill(x: Tensor, M: Tensor, *, radius: int = 5) -> Tensor:
-    """OpenCV Telea fill of images in [−1, 1] (:func:`classical_fill` with ``method="telea"``)."""
-    return classical_fill(x, M, method="telea", radius=radius)
 
 
 @dataclass(frozen=True)

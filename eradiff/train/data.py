@@ -111,10 +111,8 @@ class PairDataset(Dataset):
         pair = self.pair(index)
         item = pair_to_tensors(pair)
         if self.fill is not None:
-            from eradiff.baselines import inpaint_classical
+            from eradiff.baselines import fill_from_known
 
-            hole = pair.mask.astype(bool)
-            known = np.where(hole[..., None], np.uint8(0), pair.x_obj)
-            filled = inpaint_classical(np.ascontiguousarray(known), hole, method=self.fill)  # type: ignore[arg-type]
+            filled = fill_from_known(pair.x_obj, pair.mask, method=self.fill)  # type: ignore[arg-type]
             item["fill"] = torch.from_numpy(filled.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 127.5) - 1)
         return item
