@@ -41,6 +41,9 @@ work).
 | objective.timesteps          | uniform       | τ draw: uniform (Alg. 1) or lognormal (EDM ln σ ~ N)        |
 | objective.p_mean, p_std      | −1.2, 1.2     | lognormal: the normal distribution of ln σ                  |
 | objective.uniform_share      | 0.5           | lognormal: share of uniform draws mixed in                  |
+| objective.perceptual         | none          | none, alex or vgg: + LPIPS of x̂_0 on the mask box           |
+| objective.perceptual_weight  | 1.0           | weight of that LPIPS term in the per-sample loss            |
+| objective.perceptual_size    | 96            | side the mask-box crops are resized to for it (pixels)      |
 | optim.lr                     | 3.0e-6        | AdamW learning rate (the paper's, for SD fine-tuning)       |
 | optim.betas                  | [0.9, 0.999]  | AdamW β₁, β₂                                                |
 | optim.eps                    | 1.0e-8        | AdamW ε                                                     |
@@ -232,8 +235,13 @@ class ObjectiveConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     uniform_share: float = 0.5
+    perceptual: Literal["none", "alex", "vgg"] = "none"
+    perceptual_weight: float = 1.0
+    perceptual_size: int = 96
 
     def __post_init__(self) -> None:
+        _require(self.perceptual_weight >= 0, f"objective.perceptual_weight must be ≥ 0, got {self.perceptual_weight}")
+        _require(self.perceptual_size >= 32, f"objective.perceptual_size must be ≥ 32, got {self.perceptual_size}")
         _require(self.p_std > 0, f"objective.p_std must be > 0, got {self.p_std}")
         _require(
             0.0 <= self.uniform_share <= 1.0, f"objective.uniform_share must be in [0, 1], got {self.uniform_share}"

@@ -193,6 +193,8 @@ def micro_step(
     backward,
     t_probs: torch.Tensor | None = None,
     fill: torch.Tensor | None = None,
+    perceptual=None,
+    perceptual_weight: float = 0.0,
 ) -> torch.Tensor:
     """Steps 2–4 of the module docstring for one micro-batch, then ``backward(mean loss)``.
 
@@ -209,6 +211,8 @@ def micro_step(
         backward: called with the mean loss (``accelerator.backward`` or ``Tensor.backward``).
         t_probs: (T,) probabilities of τ (``objective.timesteps``); None = uniform.
         fill: the precomputed hole fill of x_obj (b, 3, S, S) from the data workers, or None.
+        perceptual: a :class:`~eradiff.train.perceptual.PerceptualTerm` (``objective.perceptual``)
+            added with ``perceptual_weight`` on the decoded x̂_0 of the objective's one model call.
 
     Returns:
         The per-sample losses (b,), detached.
@@ -231,13 +235,23 @@ def micro_step(
     emb = cond.prompt_embeds
     weight = None if mask_weight == 1.0 else 1.0 + (mask_weight - 1.0) * cond.mask[:, None].float()
 
+    calls = []
+
     def model_fn(z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         sample = torch.cat([z_t, channels], dim=1)
         kwargs = {} if emb is None else {"encoder_hidden_states": emb}
-        return denoiser(sample, t, **kwargs, return_dict=False)[0].float()
+        out = denoiser(sample, t, **kwargs, return_dict=False)[0].float()
+        calls.append((z_t, t, out))
+        return out
 
     with model.sra_scope(cond.mask if sra else None, enabled=sra):
         losses = objective(model_fn, z_ori, z_obj, draw, weight=weight)
+        if perceptual is not None and perceptual_weight > 0:
+            (z_t, t, out), = calls
+            alpha_bar = model.schedule.alpha_bar().to(dev, torch.float32)[t]
+            z0_hat, _ = core.predict_x0_eps(z_t, out, alpha_bar, prediction_type=model.schedule.prediction_type)
+            x0_hat = model.decode(z0_hat, cond).float()
+            losses = losses + perceptual_weight * perceptual(x0_hat, x_ori.float(), M)
         backward(losses.mean())
     return losses.detach()
 
@@ -494,6 +508,11 @@ def train(
         t_probs = core.lognormal_timestep_probs(
             model.schedule.alpha_bar(), p_mean=oj.p_mean, p_std=oj.p_std, uniform_share=oj.uniform_share
         )
+    perceptual = None
+    if config.objective.perceptual != "none":
+        from eradiff.train.perceptual import PerceptualTerm
+
+        perceptual = PerceptualTerm(config.objective.perceptual, size=config.objective.perceptual_size).to(device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=oc.lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay)
 
     def factor(i: int) -> float:
@@ -590,7 +609,7 @@ def train(
             model, unet_ddp, objective, x_ori, x_obj, M, gens,
             encode_obj=config.objective.kind != "standard", gamma_max=config.objective.gamma_max,
             mask_weight=config.objective.mask_weight, sra=config.model.sra, backward=accelerator.backward,
-            t_probs=t_probs, fill=fill,
+            t_probs=t_probs, fill=fill, perceptual=perceptual, perceptual_weight=config.objective.perceptual_weight,
         )  # fmt: skip
 
     def save(at_step: int) -> Path | None:
