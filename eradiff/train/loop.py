@@ -247,7 +247,7 @@ def micro_step(
     with model.sra_scope(cond.mask if sra else None, enabled=sra):
         losses = objective(model_fn, z_ori, z_obj, draw, weight=weight)
         if perceptual is not None and perceptual_weight > 0:
-            (z_t, t, out), = calls
+            ((z_t, t, out),) = calls
             alpha_bar = model.schedule.alpha_bar().to(dev, torch.float32)[t]
             z0_hat, _ = core.predict_x0_eps(z_t, out, alpha_bar, prediction_type=model.schedule.prediction_type)
             x0_hat = model.decode(z0_hat, cond).float()
