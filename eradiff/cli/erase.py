@@ -28,7 +28,8 @@ import typer
 from eradiff.cli._common import CLIError, check_device_and_backend, fail, load_erasure_model, model_option
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.cli.threads import apply_threads, check_threads, runtime_report, threads_option
-from eradiff.formats import FORMATS, IMAGE_SUFFIXES, format_for_suffix, format_key
+from eradiff.formats import FORMATS, format_for_suffix, format_key
+from eradiff.pairing import image_names, mask_for, masks_by_stem, output_suffix
 
 
 @dataclass
@@ -47,24 +48,7 @@ class Job:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
-def _mask_for(stem: str, folder: Path, masks: dict[str, list[Path]]) -> tuple[Path | None, str | None]:
-    found = masks.get(stem, [])
-    if not found:
-        return None, f"no mask named {stem}.* in {str(folder)!r}"
-    if len(found) > 1:
-        return None, f"several masks named {stem}.* in {str(folder)!r}: {', '.join(p.name for p in found)}"
-    return found[0], None
-
-
-def _output_suffix(image: Path, fmt: str | None) -> str:
-    if fmt is not None:
-        return FORMATS[fmt][1]
-    return image.suffix if format_for_suffix(image.suffix) is not None else ".png"
+    return [folder / name for name in image_names(p.name for p in folder.iterdir() if p.is_file())]
 
 
 def plan_jobs(image: Path, mask: Path, output: str | Path | None, fmt: str | None) -> list[Job]:
@@ -88,10 +72,7 @@ def plan_jobs(image: Path, mask: Path, output: str | Path | None, fmt: str | Non
         raise CLIError(f"folder {str(image)!r} holds no image files")
     if image.is_dir() and mask.is_dir() and image.resolve() == mask.resolve():
         raise CLIError("IMG and MASK are the same folder; put the masks in a folder of their own")
-    masks: dict[str, list[Path]] = {}
-    if mask.is_dir():
-        for p in _images_in(mask):
-            masks.setdefault(p.stem, []).append(p)
+    masks = masks_by_stem(p.name for p in mask.iterdir() if p.is_file()) if mask.is_dir() else {}
     if output is not None and output.exists() and not output.is_dir() and (image.is_dir() or len(images) > 1):
         raise CLIError(f"output {str(output)!r} is a file; a folder of images needs an output folder")
     out_dir: Path | None = None
@@ -100,11 +81,14 @@ def plan_jobs(image: Path, mask: Path, output: str | Path | None, fmt: str | Non
     elif output is not None and (output.is_dir() or as_folder):
         out_dir = output
     elif output is not None:
-        _check_output_suffix(output, fmt, like=_output_suffix(image, fmt))
+        _check_output_suffix(output, fmt, like=output_suffix(image.name, fmt))
     jobs = []
     for img in images:
-        m, error = _mask_for(img.stem, mask, masks) if mask.is_dir() else (mask, None)
-        suffix = _output_suffix(img, fmt)
+        m, error = mask, None
+        if mask.is_dir():
+            name, error = mask_for(img.stem, masks, folder=str(mask))
+            m = None if name is None else mask / name
+        suffix = output_suffix(img.name, fmt)
         if out_dir is not None:
             out = out_dir / f"{img.stem}{suffix}"
         elif output is not None:
@@ -355,41 +339,31 @@ def _erase_all(model, jobs: list[Job], options, *, fmt: str | None, compare: boo
 
 def _erase_one(model, job: Job, options, *, fmt: str | None, compare: bool, progress) -> None:
     """Read, erase, encode, then write atomically; failures are recorded on the job, never raised."""
-    import warnings
-
     from eradiff.errors import EraDiffError, first_line
-    from eradiff.pipeline.erase import erase
-    from eradiff.pipeline.io import atomic_write, encode_image, output_format, read_image, read_mask, side_by_side
+    from eradiff.pipeline.files import erase_file
+    from eradiff.pipeline.io import atomic_write, encode_image, side_by_side
 
     if job.error is not None:
         job.status = "failed"
         return
     try:
+        assert job.mask is not None  # plan_jobs gives every job without an error its mask
+        made = erase_file(model, job.image, job.mask, options, output=job.output, fmt=fmt, progress=progress)
+        job.warnings.extend(made.warnings)
         t0 = time.perf_counter()
-        loaded = read_image(job.image)
-        mask, mask_warnings = read_mask(job.mask, loaded.size)
-        job.warnings.extend(mask_warnings)
-        key = output_format(loaded, job.output, fmt)
-        t1 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = erase(model, loaded.pixels, mask, options, progress=progress)
-        job.warnings.extend(str(w.message) for w in caught if issubclass(w.category, UserWarning))
-        t2 = time.perf_counter()
-        copied = result.report.masked_pixels == 0
-        if copied and key == loaded.format == format_for_suffix(job.image.suffix):
-            data = job.image.read_bytes()  # nothing to erase: the input file itself, not a re-encoding
-        else:
-            data = encode_image(result.image, key, like=loaded)
-        compare_data = encode_image(side_by_side(loaded.pixels, result.image), key, like=loaded) if compare else None
+        compare_data = None
+        if compare:
+            compare_data = encode_image(side_by_side(made.loaded.pixels, made.result.image), made.format,
+                                        like=made.loaded)  # fmt: skip
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(job.output, data)
+        atomic_write(job.output, made.data)
         if compare_data is not None:
             job.compare = job.output.with_name(f"{job.output.stem}.compare{job.output.suffix}")
             atomic_write(job.compare, compare_data)
-        job.timings = {"read": t1 - t0, "erase": t2 - t1, "write": time.perf_counter() - t2}
-        job.report = result.report.to_dict()
-        job.status = "copied" if copied else "ok"
+        t = made.timings
+        job.timings = {"read": t["read"], "erase": t["erase"], "write": t["encode"] + time.perf_counter() - t0}
+        job.report = made.result.report.to_dict()
+        job.status = "copied" if made.copied else "ok"
     except EraDiffError as exc:
         job.status, job.error = "failed", str(exc)
     except OSError as exc:
