@@ -48,3 +48,7 @@ app.command("serve")(serve_command)
 from eradiff.cli.export import export_command  # noqa: E402
 
 app.command("export", no_args_is_help=True)(export_command)
+
+from eradiff.cli.batch import batch_command  # noqa: E402
+
+app.command("batch", no_args_is_help=True)(batch_command)
