@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .run import RayOptions
-from .worker import BatchWorker, WorkerConfig
+from .worker import BatchWorker, WorkerConfig, WorkerStartError
 
 INSTALL_HINT = 'pip install -e ".[ray]"'
 
@@ -99,18 +99,32 @@ def _restart_args(ray: Any) -> dict[str, int]:
 
 
 class RayBatchWorker:
-    """The callable class of ``map_batches``: one model per actor, a pyarrow batch of items → rows."""
+    """The callable class of ``map_batches``: one model per actor, a pyarrow batch of items → rows.
+
+    A model that cannot load does not raise in the actor (Ray would restart it forever and print
+    each traceback): every call answers one row with the empty key and the error, and the driver
+    stops the batch with that one line (:class:`WorkerStartError`).
+    """
 
     def __init__(self, config: WorkerConfig) -> None:
+        from eradiff.errors import first_line
+
         self.worker = BatchWorker(config)
-        self.worker.model()  # once per actor, before the first batch
+        self.load_error: str | None = None
+        try:
+            self.worker.model()  # once per actor, before the first batch
+        except Exception as exc:
+            self.load_error = first_line(exc)
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
         from .results import arrow_schema
 
-        rows = [self.worker(item) for item in batch.to_pylist()]
+        if self.load_error is not None:
+            rows = [{"key": "", "status": "failed", "error": self.load_error, "worker": self.worker.name}]
+        else:
+            rows = [self.worker(item) for item in batch.to_pylist()]
         return pa.Table.from_pylist(rows, schema=arrow_schema())
 
 
@@ -135,6 +149,8 @@ def ray_rows(items: list[dict[str, Any]], config: WorkerConfig, options: RayOpti
             **_restart_args(ray),
         )
         for row in dataset.iter_rows():
+            if row["key"] == "":
+                raise WorkerStartError(f"a Ray worker ({row['worker']}) could not load the model: {row['error']}")
             yield dict(row)
     finally:
         if started:

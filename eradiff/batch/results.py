@@ -103,14 +103,17 @@ class Journal:
         self.path = journal_path(results)
         write_rows(self.path, previous)  # JSON lines (not a .parquet name), atomically
         self._file = open(self.path, "a", encoding="utf-8")
+        self.rows = len(previous)
 
     def append(self, row: dict[str, Any]) -> None:
         self._file.write(json.dumps({name: row.get(name) for name in FIELDS}, ensure_ascii=False) + "\n")
         self._file.flush()
+        self.rows += 1
 
     def close(self, *, remove: bool) -> None:
+        """Close; the file is removed when ``remove`` or when it holds no row."""
         self._file.close()
-        if remove:
+        if remove or self.rows == 0:
             self.path.unlink(missing_ok=True)
 
 

@@ -35,6 +35,10 @@ from .plan import local_path
 _CHUNK = 1 << 20
 
 
+class WorkerStartError(RuntimeError):
+    """A worker could not start (its model did not load): the batch stops; the message is one line."""
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """What every worker of a batch shares (picklable: Ray sends it to each actor).
@@ -193,4 +197,4 @@ class BatchWorker:
         row["warnings"] = "; ".join(inputs.tell(w) for w in made.warnings) or None
 
 
-__all__ = ["BatchWorker", "WorkerConfig", "worker_name"]
+__all__ = ["BatchWorker", "WorkerConfig", "WorkerStartError", "worker_name"]

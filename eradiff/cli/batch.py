@@ -121,6 +121,10 @@ def batch_command(
         fail(str(exc), exc.code)
     except KeyboardInterrupt:
         fail("interrupted; finished items are recorded: rerun the same command to do the rest", 130)
+    except RuntimeError as exc:
+        from eradiff.batch.worker import WorkerStartError
+
+        fail(str(exc) if isinstance(exc, WorkerStartError) else _one_line(exc), 1)
     except Exception as exc:  # a bug or an engine failure, not a user error: still one line, no traceback
         fail(_one_line(exc), 1)
     raise typer.Exit(code)

@@ -39,8 +39,8 @@ def write_dataset(root: Path, n: int, *, seed: int = 0) -> tuple[Path, Path]:
 
 
 def batch_cli(*args, model: Path):
-    """``eradiff batch ARGS --model MODEL --steps 1 --threads 1 -q`` in this process."""
-    return runner.invoke(app, ["batch", *map(str, args), "--model", str(model), "--steps", "1", "--threads", "1", "-q"])
+    """``eradiff batch --model MODEL --steps 1 --threads 1 -q ARGS`` in this process (ARGS may override those)."""
+    return runner.invoke(app, ["batch", "--model", str(model), "--steps", "1", "--threads", "1", "-q", *map(str, args)])
 
 
 def assert_one_line_error(result, code: int, match: str) -> None:
