@@ -34,6 +34,23 @@ def model_option() -> Any:
     )
 
 
+def erase_option(name: str) -> Any:
+    """The ``typer.Option`` of an :class:`~eradiff.options.EraseOptions` field: its flag, default and help.
+
+    The help adds the field's range or choices; a ``random`` option says that -1 draws one.
+    """
+    from eradiff.options import option_defaults, option_infos
+
+    info = option_infos()[name]
+    if info.flag is None:
+        raise ValueError(f"{name} is not a command-line option")
+    text = info.range_text()
+    if info.random:
+        text = f"{text}; -1 picks a random one and prints it"
+    help_text = f"{info.help[0].upper()}{info.help[1:]}" + (f" ({text})." if text else ".")
+    return typer.Option(option_defaults()[name], info.flag, help=help_text)
+
+
 def fail(message: str, code: int) -> NoReturn:
     """Print ``error: MESSAGE`` on stderr and exit with ``code``."""
     print(f"error: {message}", file=sys.stderr)

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import typer
 
-from eradiff.cli._common import CLIError, check_device_and_backend, fail, load_erasure_model, model_option
+from eradiff.cli._common import (
+    CLIError,
+    check_device_and_backend,
+    erase_option,
+    fail,
+    load_erasure_model,
+    model_option,
+)
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.cli.threads import apply_threads, check_threads, runtime_report, threads_option
 from eradiff.formats import FORMATS, format_for_suffix, format_key
@@ -154,24 +161,18 @@ def erase_command(
         "(default: STEM.erased.EXT beside IMG, or IMGDIR-erased/).",
     ),
     model: str | None = model_option(),
-    steps: int | None = typer.Option(
-        None, "--steps", help="Sampling steps; default: the model's own (1 for the built-in model, 20 for SD-class)."
-    ),
-    sampler: str = typer.Option(
-        "ddim", "--sampler", help="Step rule: ddim | dpmpp-2m (DPM-Solver++(2M): deterministic, fewer steps)."
-    ),
-    strength: float = typer.Option(1.0, "--strength", help="In (0, 1]: 1 starts from pure noise (Sec. 5.4)."),
-    eta: float = typer.Option(0.0, "--eta", help="DDIM eta (0 = deterministic)."),
-    seed: int = typer.Option(0, "--seed", help="Seed (0, as in the API); -1 picks a random one and prints it."),
-    dilate: int = typer.Option(7, "--dilate", help="Grow the mask by this many pixels."),
-    feather: int = typer.Option(4, "--feather", help="Soft paste edge in pixels inside the dilated ring."),
-    no_sra: bool = typer.Option(False, "--no-sra", help="Plain self-attention (the 'w/o SRA' ablation)."),
-    prompt: str = typer.Option("", "--prompt", help="Text prompt (latent models; empty by default)."),
-    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1 = off)."),
-    init: str = typer.Option("noise", "--init", help="What strength < 1 noises: 'noise' (the original) or 'telea'."),
-    reimpose: bool | None = typer.Option(
-        None, "--reimpose/--no-reimpose", help="Re-impose the known region each step (default: on for pixel models)."
-    ),
+    steps: int | None = erase_option("steps"),
+    sampler: str = erase_option("sampler"),
+    strength: float = erase_option("strength"),
+    eta: float = erase_option("eta"),
+    seed: int = erase_option("seed"),
+    dilate: int = erase_option("dilate"),
+    feather: int = erase_option("feather"),
+    sra: bool = erase_option("sra"),
+    prompt: str = erase_option("prompt"),
+    guidance_scale: float = erase_option("guidance_scale"),
+    init: str = erase_option("init"),
+    reimpose_known: bool | None = erase_option("reimpose_known"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
     compare: bool = typer.Option(False, "--compare", help="Also write STEM.compare.EXT (before | after)."),
@@ -196,11 +197,11 @@ def erase_command(
         seed=seed,
         dilate=dilate,
         feather=feather,
-        no_sra=no_sra,
+        sra=sra,
         prompt=prompt,
-        guidance=guidance,
+        guidance_scale=guidance_scale,
         init=init,
-        reimpose=reimpose,
+        reimpose_known=reimpose_known,
         device=device,
         offline=offline,
         compare=compare,
@@ -225,15 +226,10 @@ def erase_command(
 
 
 def _options(args: dict, seed: int):
-    from eradiff.options import EraseOptions  # torch-free: ranges are checked before torch loads
+    from eradiff.options import EraseOptions, option_infos  # torch-free: ranges are checked before torch loads
 
     try:
-        return EraseOptions(
-            steps=args["steps"], sampler=args["sampler"], strength=args["strength"], eta=args["eta"], seed=seed,
-            dilate=args["dilate"],
-            feather=args["feather"], sra=not args["no_sra"], prompt=args["prompt"], guidance_scale=args["guidance"],
-            reimpose_known=args["reimpose"], init=args["init"],
-        )  # fmt: skip
+        return EraseOptions(**{**{name: args[name] for name in option_infos() if name in args}, "seed": seed})
     except ValueError as exc:
         raise CLIError(str(exc), 2) from exc
 

@@ -24,6 +24,8 @@ import io
 import json
 import re
 import tempfile
+import types
+import typing
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from eradiff.errors import InputError, first_line
 from eradiff.formats import format_key
-from eradiff.options import INIT_KINDS, SAMPLER_KINDS, EraseOptions
+from eradiff.options import EraseOptions, OptionInfo, option_infos
 from eradiff.pipeline.io import FORMATS, LoadedImage, read_image, read_mask
 
 # formats Pillow may open for a request (others, e.g. EPS through Ghostscript, are refused)
@@ -44,8 +46,6 @@ MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "
 SUFFIXES = {key: suffix for key, (_, suffix) in FORMATS.items()}
 PARTS = ("image", "mask", "options")
 MAX_FIELD_BYTES = 64 * 1024
-MAX_STEPS = 500
-MAX_DILATE = 512
 
 
 class ApiError(Exception):
@@ -268,20 +268,40 @@ def _rename(exc: BaseException, path: Path, name: str) -> str:
 
 # -- options -------------------------------------------------------------------------------------
 
-# key → (type, description); ranges are checked below and by EraseOptions
-OPTION_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "steps": (int, f"sampling steps, 1–{MAX_STEPS}"),
-    "sampler": (str, f"step rule: {', '.join(SAMPLER_KINDS)}"),
-    "strength": ((int, float), "in (0, 1]; 1 starts from pure noise"),
-    "seed": ((int, type(None)), "≥ 0 (default 0, as the command line), or -1/null for a random seed"),
-    "sra": (bool, "Self-Rectifying Attention on/off"),
-    "dilate": (int, f"mask dilation in px, 0–{MAX_DILATE}"),
-    "feather": (int, f"paste ramp in px, 0–{MAX_DILATE}"),
-    "eta": ((int, float), "DDIM eta, 0–1"),
-    "init": (str, f"what strength < 1 noises: {', '.join(INIT_KINDS)}"),
-    "prompt": (str, "text prompt (latent models), ≤ 500 characters"),
-    "guidance_scale": ((int, float), "classifier-free guidance, 1–30"),
-    "format": (str, f"output format: {', '.join(FORMATS)} (default: the input's)"),
+# the API's options: EraseOptions' fields marked ``api`` (their help and range declared there) + format
+API_OPTIONS: dict[str, OptionInfo] = {name: info for name, info in option_infos().items() if info.api}
+
+
+def _json_types(name: str) -> tuple[type, ...]:
+    """The JSON value types an option accepts, from EraseOptions' annotation (ints for floats too)."""
+    hint = typing.get_type_hints(EraseOptions)[name]
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds: list[type] = []
+    for a in args:
+        if a is type(None) or API_OPTIONS[name].random:
+            kinds.append(type(None))
+        if a is float:
+            kinds += [int, float]
+        elif a in (int, bool, str):
+            kinds.append(a)
+        elif typing.get_origin(a) is typing.Literal:
+            kinds.append(str)
+    return tuple(dict.fromkeys(kinds))
+
+
+def _describe(info: OptionInfo) -> str:
+    text = info.range_text(api=True)
+    if info.random:
+        text = f"{text}, or -1/null for a random one"
+    if info.max_length is not None:
+        text = f"≤ {info.max_length} characters"
+    return f"{info.help} ({text})" if text else info.help
+
+
+# key → (JSON types, description)
+OPTION_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **{name: (_json_types(name), _describe(info)) for name, info in API_OPTIONS.items()},
+    "format": ((str,), f"output format: {', '.join(FORMATS)} (default: the input's)"),
 }
 
 
@@ -320,18 +340,12 @@ def parse_options(raw: bytes | bytearray | str | None, *, defaults: EraseOptions
         if key not in OPTION_TYPES:
             raise ApiError(422, "bad_options", f"unknown option {key[:40]!r}; valid: {', '.join(OPTION_TYPES)}")
         kind, what = OPTION_TYPES[key]
-        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        if (isinstance(value, bool) and bool not in kind) or not isinstance(value, kind):
             raise ApiError(422, "bad_options", f"option {key!r} = {json.dumps(value)[:40]}: expected {what}")
-    _check_range(values, "steps", 1, MAX_STEPS)
-    _check_range(values, "dilate", 0, MAX_DILATE)
-    _check_range(values, "feather", 0, MAX_DILATE)
-    _check_range(values, "eta", 0, 1)
-    _check_range(values, "guidance_scale", 1, 30)
-    if len(values.get("prompt", "")) > 500:
-        raise ApiError(422, "bad_options", "option 'prompt' is over 500 characters")
-    for key in ("strength", "eta", "guidance_scale"):
-        if key in values:
-            values[key] = float(values[key])  # JSON's 1 is an int; the pipeline's maths takes floats
+    for key, value in values.items():
+        _check_api_limits(key, value)
+        if key in API_OPTIONS and _json_types(key) == (int, float):
+            values[key] = float(value)  # JSON's 1 is an int; the pipeline's maths takes floats
     fmt = values.pop("format", None)
     if fmt is not None:
         key = format_key(str(fmt))  # the jpg/tif aliases live in eradiff.formats only
@@ -355,9 +369,19 @@ def _fields(options: EraseOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in options.__dataclass_fields__}
 
 
-def _check_range(values: dict[str, Any], key: str, low: float, high: float) -> None:
-    if key in values and not low <= values[key] <= high:
-        raise ApiError(422, "bad_options", f"option {key!r} = {values[key]}: expected {OPTION_TYPES[key][1]}")
+def _check_api_limits(key: str, value: Any) -> None:
+    """The server's own bounds (cost per request) and the numeric ranges; EraseOptions checks the rest."""
+    info = API_OPTIONS.get(key)
+    if info is None or value is None or (info.random and value == -1):
+        return
+    if info.max_length is not None and len(value) > info.max_length:
+        raise ApiError(422, "bad_options", f"option {key!r} is over {info.max_length} characters")
+    if info.choices is not None or isinstance(value, str | bool):
+        return
+    high = info.api_high if info.api_high is not None else info.high
+    too_low = info.low is not None and (value <= info.low if info.low_open else value < info.low)
+    if too_low or (high is not None and value > high):
+        raise ApiError(422, "bad_options", f"option {key!r} = {value}: expected {OPTION_TYPES[key][1]}")
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
