@@ -206,6 +206,36 @@ class ErasureModel:
         device for its config; the caller swaps in the artifact's backend)."""
         raise NotImplementedError
 
+    # -- training (eradiff.train builds a run's model through these) ------------------------------
+    # ``config`` below is the training config's ``model:`` section (eradiff.train.config.ModelConfig);
+    # its keys other than family, name and sra are shared unless a family claims them here.
+
+    only_training_keys: tuple[str, ...] = ()  # model.* keys that only this family may set
+    required_training_keys: tuple[str, ...] = ()  # model.* keys this family needs
+
+    @classmethod
+    def for_training(cls, config: Any, *, crop_size: int) -> ErasureModel:
+        """The model a training run starts from (CPU, fp32; the caller makes the UNet trainable).
+
+        Raises:
+            ValueError: a config the family cannot build (one line naming the ``model.*`` key).
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def training_size_multiple(cls, config: Any) -> int:
+        """What the crop size (and the native window size) must be a multiple of.
+
+        Raises:
+            ValueError: a UNet config too malformed to say.
+        """
+        return 8
+
+    @classmethod
+    def training_fill(cls, config: Any) -> str | None:
+        """The classical hole fill the data workers precompute for each pair, or None."""
+        return None
+
 
 # --------------------------------------------------------------------------------------------
 # Pixel-space family (the built-in default model)
@@ -408,11 +438,77 @@ class PixelInpaintModel(ErasureModel):
     ) -> ErasureModel:
         return cls(_pixel_config(meta["config"], where=where), unet=unet)
 
+    only_training_keys = ("unet", "schedule", "init")
+
+    @classmethod
+    def for_training(cls, config: Any, *, crop_size: int) -> ErasureModel:
+        """Freshly initialised from ``config`` (seed the global RNG first), then ``model.init`` loaded."""
+        unet = dict(config.unet) if config.unet is not None else default_pixel_unet_config(config.factor)
+        schedule = PixelModelConfig.__dataclass_fields__["schedule"].default_factory()
+        pixel = PixelModelConfig(
+            unet=unet,
+            schedule=ScheduleConfig(**{**schedule, **(config.schedule or {})}).to_dict(),
+            factor=config.factor,
+            fill=config.fill,
+            space=config.space,
+            residual_scale=config.residual_scale,
+            native_size=config.native_size or crop_size,
+            name=config.name,
+            default_steps=config.default_steps,
+        )
+        try:
+            model = cls(pixel)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"model.unet: diffusers refused the UNet2DModel config ({e})") from None
+        f = config.factor
+        want = (2 * 3 * f * f + f * f, 3 * f * f)
+        got = (model.unet.config.in_channels, model.unet.config.out_channels)
+        if got != want:
+            raise ValueError(
+                f"model.unet has in/out channels {got[0]}/{got[1]}; factor {f} needs {want[0]}/{want[1]} "
+                f"(noisy 3f², mask f², filled image 3f² → 3f²)"
+            )
+        if config.init is not None:
+            _load_init(model, config.init)
+        return model
+
+    @classmethod
+    def training_size_multiple(cls, config: Any) -> int:
+        unet = config.unet or default_pixel_unet_config(config.factor)
+        levels = len(unet.get("block_out_channels", ()))
+        if levels < 1:
+            raise ValueError("model.unet.block_out_channels must list at least one level")
+        return config.factor * 2 ** (levels - 1)
+
+    @classmethod
+    def training_fill(cls, config: Any) -> str | None:
+        return None if config.fill == "zeros" else config.fill
+
     def config_dict(self) -> dict[str, Any]:
         cfg = asdict(self.config)
         cfg["unet"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(self.unet.config).items()
                        if not k.startswith("_")}  # fmt: skip
         return cfg
+
+
+def _load_init(model: PixelInpaintModel, path: str) -> None:
+    """Start ``model`` from an exported pixel-family file (``model.init``); ValueError if it does not fit."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from eradiff.models.loading import load_fitting_weights
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"model.init={path!r}: no such file")
+    with safe_open(str(p), framework="pt") as f:
+        meta = f.metadata() or {}
+    family = json.loads(meta.get("eradiff_config", "{}")).get("family")
+    if family != "pixel":
+        raise ValueError(f"model.init={path!r} is not a pixel-family eradiff checkpoint (family={family!r})")
+    mismatch = load_fitting_weights(model.unet, load_file(str(p)))
+    if mismatch is not None:
+        raise ValueError(f"model.init={path!r} does not fit model.unet (first mismatch: {mismatch})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,6 +606,16 @@ class LatentInpaintModel(ErasureModel):
         if not self.source:
             raise ValueError("a latent-family model needs a source (base_model) to be saved as a single file")
         return self.config_dict()
+
+    only_training_keys = ("base_model",)
+    required_training_keys = ("base_model",)
+
+    @classmethod
+    def for_training(cls, config: Any, *, crop_size: int) -> ErasureModel:
+        """Loaded from ``model.base_model`` (safetensors only); VAE and text encoder stay frozen."""
+        from eradiff.models.loading import load_model
+
+        return load_model(config.base_model)
 
     def prepare_for_training(self, device: torch.device, *, frozen_dtype: torch.dtype = torch.float32) -> None:
         """The VAE frozen on ``device`` in ``frozen_dtype``; the empty-prompt embedding stays cached and

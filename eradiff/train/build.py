@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -18,13 +17,8 @@ import torch
 
 import eradiff.core as core
 from eradiff.core.schedules import ScheduleConfig
-from eradiff.models.family import (
-    ErasureModel,
-    PixelInpaintModel,
-    PixelModelConfig,
-    default_pixel_unet_config,
-)
-from eradiff.models.loading import load_fitting_weights
+from eradiff.models.family import ErasureModel
+from eradiff.models.registry import family_class
 from eradiff.train.config import ConfigError, DataConfig, ModelConfig, ObjectiveConfig, TrainingConfig
 
 __all__ = ["DataError", "build_datasets", "build_model", "build_objective", "build_source"]
@@ -37,72 +31,21 @@ class DataError(RuntimeError):
 def build_model(config: ModelConfig, *, crop_size: int) -> ErasureModel:
     """The erasure model a run trains, on the CPU in fp32, UNet in train mode and trainable.
 
-    The pixel family is built from ``config`` with freshly initialised weights (seed the global
-    RNG first), then ``model.init`` weights are loaded when given. The latent family is loaded
-    from ``model.base_model`` (safetensors only); its VAE and text encoder stay frozen.
+    The family (:mod:`eradiff.models.registry`) builds it: the pixel family from ``config`` with
+    freshly initialised weights (seed the global RNG first), then ``model.init``; the latent family
+    from ``model.base_model`` (safetensors only), its VAE and text encoder frozen.
 
     Raises:
-        ConfigError: a UNet config diffusers refuses, or ``model.init`` that does not fit it.
+        ConfigError: a config the family refuses (a UNet diffusers rejects, ``model.init`` that
+            does not fit it).
     """
-    if config.family == "latent":
-        from eradiff.models.loading import load_model
-
-        model = load_model(config.base_model)
-    else:
-        unet = dict(config.unet) if config.unet is not None else default_pixel_unet_config(config.factor)
-        schedule = PixelModelConfig.__dataclass_fields__["schedule"].default_factory()
-        if config.schedule is not None:
-            schedule = {**schedule, **config.schedule}
-        pixel = PixelModelConfig(
-            unet=unet,
-            schedule=ScheduleConfig(**schedule).to_dict(),
-            factor=config.factor,
-            fill=config.fill,
-            space=config.space,
-            residual_scale=config.residual_scale,
-            native_size=config.native_size or crop_size,
-            name=config.name,
-            default_steps=config.default_steps,
-        )
-        try:
-            model = PixelInpaintModel(pixel)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"model.unet: diffusers refused the UNet2DModel config ({e})") from None
-        _check_pixel_channels(model, config)
-        if config.init is not None:
-            _load_init(model, config.init)
+    try:
+        model = family_class(config.family, where="model.family").for_training(config, crop_size=crop_size)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     model.unet.train()
     model.unet.requires_grad_(True)
     return model
-
-
-def _check_pixel_channels(model: PixelInpaintModel, config: ModelConfig) -> None:
-    f = config.factor
-    c = 3 * f * f
-    want_in, want_out = 2 * c + f * f, c
-    got_in, got_out = model.unet.config.in_channels, model.unet.config.out_channels
-    if (got_in, got_out) != (want_in, want_out):
-        raise ConfigError(
-            f"model.unet has in/out channels {got_in}/{got_out}; factor {f} needs {want_in}/{want_out} "
-            f"(noisy 3f², mask f², filled image 3f² → 3f²)"
-        )
-
-
-def _load_init(model: PixelInpaintModel, path: str) -> None:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"model.init={path!r}: no such file")
-    with safe_open(str(p), framework="pt") as f:
-        meta = f.metadata() or {}
-    family = json.loads(meta.get("eradiff_config", "{}")).get("family")
-    if family != "pixel":
-        raise ConfigError(f"model.init={path!r} is not a pixel-family eradiff checkpoint (family={family!r})")
-    mismatch = load_fitting_weights(model.unet, load_file(str(p)))
-    if mismatch is not None:
-        raise ConfigError(f"model.init={path!r} does not fit model.unet (first mismatch: {mismatch})")
 
 
 def build_objective(config: ObjectiveConfig, schedule: ScheduleConfig):
@@ -176,7 +119,7 @@ def build_datasets(config: TrainingConfig):
     seed = config.train.seed
     train_source = build_source(data, "train")
     # pixel models' classical fills run in the data workers (PatchMatch costs ~0.1 s per crop)
-    fill = config.model.fill if config.model.family == "pixel" and config.model.fill != "zeros" else None
+    fill = family_class(config.model.family, where="model.family").training_fill(config.model)
     train = PairDataset(train_source, synthesis, seed=seed, length=data.size or len(train_source), fill=fill)
     val = None
     if data.val_size > 0:

@@ -109,7 +109,6 @@ class ConfigError(ValueError):
     """A bad training configuration; the message names the key and the value."""
 
 
-Family = Literal["pixel", "latent"]
 Source = Literal["debian", "cutouts", "folder", "coco", "openimages", "toy"]
 ObjectiveKind = Literal["cro", "cro-const", "standard"]
 Weighting = Literal["paper", "output"]
@@ -127,7 +126,7 @@ def _require(ok: bool, message: str) -> None:
 class ModelConfig:
     """``model:`` section (see the module table)."""
 
-    family: Family = "pixel"
+    family: str = "pixel"  # a name of eradiff.models.registry.FAMILIES
     unet: dict[str, Any] | None = None
     factor: int = 4
     fill: Literal["telea", "patchmatch", "zeros"] = "telea"
@@ -148,12 +147,18 @@ class ModelConfig:
             self.native_size is None or self.native_size >= 8,
             f"model.native_size must be ≥ 8 or null, got {self.native_size}",
         )
-        if self.family == "latent":
-            _require(bool(self.base_model), "model.base_model is required for model.family=latent")
-            for key in ("unet", "schedule", "init"):
-                _require(getattr(self, key) is None, f"model.{key} is for the pixel family; remove it for latent")
-        else:
-            _require(self.base_model is None, "model.base_model is for the latent family; remove it for pixel")
+        from eradiff.models.registry import FAMILIES
+
+        _require(
+            self.family in FAMILIES,
+            f"model.family={self.family!r} is not valid; choose one of {', '.join(map(repr, FAMILIES))}",
+        )
+        for key in FAMILIES[self.family].required_training_keys:
+            _require(bool(getattr(self, key)), f"model.{key} is required for model.family={self.family}")
+        for other, cls in FAMILIES.items():
+            for key in cls.only_training_keys if other != self.family else ():
+                wrong = f"model.{key} is for the {other} family; remove it for {self.family}"
+                _require(getattr(self, key) is None, wrong)
         if self.schedule is not None:
             from eradiff.core.schedules import ScheduleConfig
 
@@ -357,21 +362,18 @@ class TrainingConfig:
     output_dir: str = "runs/eradiff"
 
     def __post_init__(self) -> None:
-        if self.model.family == "pixel":
-            size = self.model.native_size or self.data.crop_size
-            from eradiff.models.family import default_pixel_unet_config
+        from eradiff.models.registry import FAMILIES
 
-            unet = self.model.unet or default_pixel_unet_config(self.model.factor)
-            levels = len(unet.get("block_out_channels", ()))
-            _require(levels >= 1, "model.unet.block_out_channels must list at least one level")
-            multiple = self.model.factor * 2 ** (levels - 1)
-            _require(
-                self.data.crop_size % multiple == 0 and size % multiple == 0,
-                f"data.crop_size={self.data.crop_size} (and model.native_size) must be a multiple of "
-                f"model.factor·2^(levels−1) = {multiple}",
-            )
-        else:
-            _require(self.data.crop_size % 8 == 0, f"data.crop_size must be a multiple of 8, got {self.data.crop_size}")
+        try:
+            multiple = FAMILIES[self.model.family].training_size_multiple(self.model)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        size = self.model.native_size or self.data.crop_size
+        _require(
+            self.data.crop_size % multiple == 0 and size % multiple == 0,
+            f"data.crop_size={self.data.crop_size} (and model.native_size) must be a multiple of {multiple} "
+            f"(what model.family={self.model.family} needs)",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (tuples as lists) that :func:`config_from_dict` turns back into this config."""
