@@ -35,6 +35,60 @@ class ExternalUNet(nn.Module):
         raise RuntimeError(f"this model's UNet runs in {self.where}; call model.backend, not model.unet")
 
 
+class GraphBackend:
+    """The UNet backend of an exported graph: checks and assembles its inputs once for every runtime.
+
+    Subclasses (ONNX Runtime, TensorRT) set ``artifact`` (the file, named in messages), ``made``
+    (``"exported"`` / ``"built"``), ``rebuild`` (how to make a prompt-input graph instead),
+    ``has_sra``, ``has_prompt`` and ``prompt_reference`` (the empty-prompt embedding baked into a
+    graph without a prompt input, when known), and implement :meth:`run`.
+    """
+
+    artifact: Any
+    made: str
+    rebuild: str
+    has_sra: bool
+    has_prompt: bool
+    prompt_reference: torch.Tensor | None
+
+    def __call__(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        sra_mask: torch.Tensor | None,
+        *,
+        sra: bool,
+        encoder_hidden_states: torch.Tensor | None,
+    ) -> torch.Tensor:
+        b, _, h, w = sample.shape
+        t = torch.as_tensor(timestep).reshape(-1)
+        feed = {"sample": sample, "timestep": t.expand(b) if t.numel() == 1 else t}
+        name = self.artifact.name
+        if sra and not self.has_sra:
+            raise ValueError(f"{name} was {self.made} without SRA (--no-sra); erase with sra=False")
+        if self.has_sra:
+            if sra_mask is None or not sra:
+                sra_mask = torch.zeros(b, h, w, dtype=torch.bool)
+            if sra_mask.shape != (b, h, w):
+                raise ValueError(f"sra_mask must have shape {(b, h, w)}, got {tuple(sra_mask.shape)}")
+            feed["sra_mask"] = sra_mask
+        if self.has_prompt:
+            if encoder_hidden_states is None:
+                raise ValueError(f"{name} takes encoder_hidden_states; none was given")
+            feed["encoder_hidden_states"] = encoder_hidden_states
+        elif encoder_hidden_states is not None and self.prompt_reference is not None:
+            ref = self.prompt_reference.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
+            if not torch.equal(encoder_hidden_states, ref.expand_as(encoder_hidden_states)):
+                raise ValueError(
+                    f"{name} has the empty-prompt embedding built in; {self.rebuild} to use prompts or guidance"
+                )
+        return self.run(feed).to(sample.device, sample.dtype)
+
+    def run(self, feed: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The graph's output for the named inputs (torch tensors on any device)."""
+        raise NotImplementedError
+
+
 def _meta_unet(unet_class: str, unet_config: dict[str, Any]) -> nn.Module:
     """The diffusers UNet built on the meta device (no memory, no init cost), for its config."""
     import diffusers

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from eradiff.errors import ModelLoadError, first_line
-from eradiff.export.artifact import ExternalUNet, model_around_backend, read_artifact_metadata
+from eradiff.export.artifact import ExternalUNet, GraphBackend, model_around_backend, read_artifact_metadata
 from eradiff.models.family import ErasureModel, LatentInpaintModel
 
 _NUMPY = {
@@ -71,7 +71,7 @@ def ort_providers(providers: str | Sequence[str] = "auto") -> list[str]:
     return [p for p in wanted if p in available]
 
 
-class OrtUNetBackend:
+class OrtUNetBackend(GraphBackend):
     """The exported UNet in an ``onnxruntime.InferenceSession`` (see the module docstring).
 
     Inputs are cast to the graph's dtypes (fp16 graphs take fp16 samples; the timestep is
@@ -86,13 +86,14 @@ class OrtUNetBackend:
     """
 
     name = "onnx"
+    made, rebuild = "exported", "export with --prompt-input"
 
     def __init__(
         self, path: str | os.PathLike[str], *, providers: str | Sequence[str] = "auto", threads: int | None = None
     ) -> None:
         import onnxruntime as ort
 
-        self.path = Path(path)
+        self.path = self.artifact = Path(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
@@ -112,40 +113,9 @@ class OrtUNetBackend:
     def _np(self, name: str, x: Tensor) -> np.ndarray:
         return np.ascontiguousarray(x.detach().cpu().numpy().astype(_NUMPY[self.inputs[name].type], copy=False))
 
-    def __call__(
-        self,
-        sample: Tensor,
-        timestep: Tensor,
-        sra_mask: Tensor | None,
-        *,
-        sra: bool,
-        encoder_hidden_states: Tensor | None,
-    ) -> Tensor:
-        b, _, h, w = sample.shape
-        t = torch.as_tensor(timestep).reshape(-1)
-        t = t.expand(b) if t.numel() == 1 else t
-        feed = {"sample": self._np("sample", sample), "timestep": self._np("timestep", t.float())}
-        if sra and not self.has_sra:
-            raise ValueError(f"{self.path.name} was exported without SRA (--no-sra); erase with sra=False")
-        if self.has_sra:
-            if sra_mask is None or not sra:
-                sra_mask = torch.zeros(b, h, w, dtype=torch.bool)
-            if sra_mask.shape != (b, h, w):
-                raise ValueError(f"sra_mask must have shape {(b, h, w)}, got {tuple(sra_mask.shape)}")
-            feed["sra_mask"] = self._np("sra_mask", sra_mask)
-        if self.has_prompt:
-            if encoder_hidden_states is None:
-                raise ValueError(f"{self.path.name} takes encoder_hidden_states; none was given")
-            feed["encoder_hidden_states"] = self._np("encoder_hidden_states", encoder_hidden_states)
-        elif encoder_hidden_states is not None and self.prompt_reference is not None:
-            ref = self.prompt_reference.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
-            if not torch.equal(encoder_hidden_states, ref.expand_as(encoder_hidden_states)):
-                raise ValueError(
-                    f"{self.path.name} has the empty-prompt embedding built in; export with --prompt-input to use "
-                    "prompts or guidance"
-                )
-        out = self.session.run([self.output_name], feed)[0]
-        return torch.from_numpy(out).to(sample.device, sample.dtype)
+    def run(self, feed: dict[str, Tensor]) -> Tensor:
+        arrays = {k: self._np(k, v) for k, v in feed.items()}
+        return torch.from_numpy(self.session.run([self.output_name], arrays)[0])
 
 
 def load_onnx_model(

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from eradiff.errors import EraDiffError, ModelLoadError, first_line
+from eradiff.export.artifact import GraphBackend
 from eradiff.models.family import ErasureModel
 
 MIN_TRT_FOR_ATTENTION = (10, 14)
@@ -313,7 +314,7 @@ _TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bf
                  "INT32": torch.int32, "INT64": torch.int64, "INT8": torch.int8}  # fmt: skip
 
 
-class TrtUNetBackend:
+class TrtUNetBackend(GraphBackend):
     """A TensorRT engine as a :class:`~eradiff.models.family.UNetBackend`; torch CUDA tensors are
     the I/O buffers (no host copies), run on torch's current CUDA stream.
 
@@ -323,10 +324,11 @@ class TrtUNetBackend:
     """
 
     name = "trt"
+    made, rebuild = "built", "rebuild with --prompt-input"
 
     def __init__(self, plan: str | os.PathLike[str], *, metadata: dict[str, str] | None = None) -> None:
         trt = require_trt()
-        self.plan = Path(plan)
+        self.plan = self.artifact = Path(plan)
         self.trt = trt
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(self.plan.read_bytes())
@@ -344,33 +346,7 @@ class TrtUNetBackend:
         self.prompt_reference: Tensor | None = None
         self.device = torch.device("cuda")
 
-    def __call__(
-        self,
-        sample: Tensor,
-        timestep: Tensor,
-        sra_mask: Tensor | None,
-        *,
-        sra: bool,
-        encoder_hidden_states: Tensor | None,
-    ) -> Tensor:
-        b, _, h, w = sample.shape
-        t = torch.as_tensor(timestep).reshape(-1)
-        t = t.expand(b) if t.numel() == 1 else t
-        if sra and not self.has_sra:
-            raise ValueError(f"{self.plan.name} was built without SRA (--no-sra); erase with sra=False")
-        feed: dict[str, Tensor] = {"sample": sample, "timestep": t}
-        if self.has_sra:
-            feed["sra_mask"] = sra_mask if (sra and sra_mask is not None) else torch.zeros(b, h, w, dtype=torch.bool)
-        if self.has_prompt:
-            if encoder_hidden_states is None:
-                raise ValueError(f"{self.plan.name} takes encoder_hidden_states; none was given")
-            feed["encoder_hidden_states"] = encoder_hidden_states
-        elif encoder_hidden_states is not None and self.prompt_reference is not None:
-            ref = self.prompt_reference.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
-            if not torch.equal(encoder_hidden_states, ref.expand_as(encoder_hidden_states)):
-                raise ValueError(
-                    f"{self.plan.name} has the empty-prompt embedding built in; rebuild with --prompt-input"
-                )
+    def run(self, feed: dict[str, Tensor]) -> Tensor:
         buffers = {}
         for name in self.input_names:
             x = feed[name].to(self.device, self.dtypes[name]).contiguous()
@@ -387,7 +363,7 @@ class TrtUNetBackend:
         stream = torch.cuda.current_stream(self.device)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f"TensorRT execution of {self.plan.name} failed")
-        return out.to(sample.device, sample.dtype)
+        return out
 
 
 def load_trt_model(
