@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -139,6 +139,20 @@ class JobStore:
         return len(self._jobs)
 
 
+@dataclass
+class _Server:
+    """What the handlers share, kept on ``app.state.server``."""
+
+    model: Any
+    settings: ServeSettings
+    worker: ModelWorker
+    jobs: JobStore
+    device: str | None
+    decode_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
+    tmp: str | None = None
+    started: float = field(default_factory=time.time)
+
+
 def create_app(model: Any, settings: ServeSettings | None = None, *, device: str | None = None) -> FastAPI:
     """Build the app around one loaded model (its worker starts and stops with the app's lifespan).
 
@@ -153,192 +167,222 @@ def create_app(model: Any, settings: ServeSettings | None = None, *, device: str
     settings = settings or ServeSettings()
     worker = ModelWorker(model, capacity=settings.queue)
     jobs = JobStore(keep=settings.keep_jobs, ttl=settings.job_ttl)
-    decode_limiter = anyio.CapacityLimiter(2)  # decoded photos waiting for the queue stay few
-    state: dict[str, Any] = {"tmp": None, "started": time.time()}
+    server = _Server(model=model, settings=settings, worker=worker, jobs=jobs, device=device)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         owned = settings.tmp_dir is None
-        state["tmp"] = tempfile.mkdtemp(prefix="eradiff-serve-") if owned else str(settings.tmp_dir)
+        server.tmp = tempfile.mkdtemp(prefix="eradiff-serve-") if owned else str(settings.tmp_dir)
         worker.start()
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(worker.stop)
             if owned:
-                shutil.rmtree(state["tmp"], ignore_errors=True)
+                shutil.rmtree(server.tmp, ignore_errors=True)
 
     # no Swagger/ReDoc page: FastAPI loads them from a CDN, which the CSP (and a local tool) forbids
     app = FastAPI(title="eradiff", version=eradiff.__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url="/api/openapi.json")  # fmt: skip
+    app.state.server = server
     app.state.worker, app.state.jobs, app.state.settings = worker, jobs, settings
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if settings.allowed_hosts is not None and _host(request) not in settings.allowed_hosts:
-            return _error(ApiError(400, "bad_host", "unexpected Host header (use the URL eradiff serve printed)"))
-        if request.method in ("POST", "DELETE", "PUT", "PATCH") and not _same_origin(request):
-            return _error(ApiError(403, "cross_origin", "requests from other web sites are refused"))
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers["Content-Security-Policy"] = CSP
-        return response
-
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
-        return _error(ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(ApiError(422, "bad_request", "invalid request"))
-
-    # -- page ---------------------------------------------------------------------------------
-
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(str(STATIC / "index.html"), media_type="text/html", headers={"Cache-Control": "no-cache"})
-
+    app.middleware("http")(_guard)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-
-    # -- API ----------------------------------------------------------------------------------
-
-    @app.get("/api/health")
-    async def health() -> JSONResponse:
-        ok = worker.alive
-        body = {"status": "ok" if ok else "error", "queue": worker.stats(), "jobs_kept": len(jobs),
-                "uptime_s": round(time.time() - state["started"], 1)}  # fmt: skip
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    @app.get("/api/model")
-    async def model_info() -> dict[str, Any]:
-        resolved = settings.defaults.for_model(model)  # steps=None → the model's own default
-        defaults = {k: getattr(resolved, k) for k in OPTION_TYPES if hasattr(resolved, k)}
-        return {
-            "name": model.name,
-            "family": model.family,
-            "native_size": model.native_size,
-            "size_multiple": model.size_multiple,
-            "backend": settings.backend,
-            "device": device or str(model.device),
-            "dtype": str(model.dtype).removeprefix("torch."),
-            "version": eradiff.__version__,
-            "defaults": defaults,
-            "options": {k: what for k, (_, what) in OPTION_TYPES.items()},
-            "limits": {"max_upload_bytes": settings.max_file_bytes, "max_pixels": settings.max_pixels,
-                       "queue": settings.queue},
-            "formats": list(MEDIA_TYPES),
-        }  # fmt: skip
-
-    async def accept(request: Request) -> Job:
-        if not worker.has_room():  # answered before decoding, after reading the (bounded) body
-            await drain(request.stream(), limit=max_body_bytes(settings.max_file_bytes))
-            raise _queue_full(QueueFull(worker.capacity, worker.retry_after()))
-        t0 = time.monotonic()
-        parts = await read_multipart(
-            request.headers.get("content-type"), request.headers.get("content-length"), request.stream(),
-            max_file_bytes=settings.max_file_bytes,
-        )  # fmt: skip
-        options = parse_options(
-            parts["options"].data if "options" in parts else None, defaults=settings.defaults,
-            seed=secrets.randbelow(2**31),
-        )  # fmt: skip
-        async with decode_limiter:
-            if not worker.has_room():  # checked again: decoding a large photo is not free
-                raise _queue_full(QueueFull(worker.capacity, worker.retry_after()))
-            upload = await anyio.to_thread.run_sync(
-                lambda: decode_upload(parts["image"], parts["mask"], max_pixels=settings.max_pixels,
-                                      tmp_root=state["tmp"])
-            )  # fmt: skip
-        filename = parts["image"].filename
-        parts.clear()
-        fmt = options.format or upload.image.format
-        like = LoadedImage(pixels=np.empty((0, 0), np.uint8), format=fmt, exif=upload.image.exif,
-                           icc_profile=upload.image.icc_profile)  # fmt: skip
-
-        def finish(result: EraseResult) -> bytes:
-            return encode_image(result.image, fmt, like=like)
-
-        job = Job(pixels=upload.image.pixels, mask=upload.mask, options=options.erase, finish=finish)
-        job.meta.update(format=fmt, filename=download_name(filename, fmt), warnings=upload.warnings,
-                        decode_s=time.monotonic() - t0, random_seed=options.random_seed)  # fmt: skip
-        try:
-            worker.submit(job)
-        except QueueFull as exc:
-            raise _queue_full(exc) from exc
-        return job
-
-    @app.post("/api/erase")
-    async def erase_sync(request: Request) -> Response:
-        job = await accept(request)
-        async with anyio.create_task_group() as group:
-            group.start_soon(_cancel_when_gone, request, job, worker)
-            await job.wait()
-            group.cancel_scope.cancel()
-        if job.meta.get("client_gone"):
-            raise ApiError(499, "client_closed", "the client closed the connection")
-        return _result(job)
-
-    @app.post("/api/jobs", status_code=202)
-    async def create_job(request: Request) -> JSONResponse:
-        job = await accept(request)
-        jobs.add(job)
-        body = job.snapshot(worker.position(job))
-        body.update(events=f"/api/jobs/{job.id}/events", result=f"/api/jobs/{job.id}/result")
-        return JSONResponse(body, status_code=202)
-
-    @app.get("/api/jobs/{job_id}")
-    async def job_status(job_id: str) -> dict[str, Any]:
-        job = jobs.get(job_id)
-        return _snapshot(job)
-
-    @app.delete("/api/jobs/{job_id}")
-    async def job_cancel(job_id: str) -> dict[str, Any]:
-        job = jobs.get(job_id)
-        worker.cancel(job)
-        return _snapshot(job)
-
-    @app.get("/api/jobs/{job_id}/events")
-    async def job_events(job_id: str) -> StreamingResponse:
-        job = jobs.get(job_id)
-
-        async def stream():
-            yield "retry: 1000\n\n"
-            while True:
-                version = job.version  # read before the snapshot: no later change is missed
-                final = job.final  # likewise: a final snapshot is always the last event
-                snapshot = _snapshot(job)
-                yield f"data: {json.dumps(snapshot)}\n\n"
-                if final:
-                    return
-                while not await job.changed(15.0, since=version):
-                    yield ": keep-alive\n\n"
-                await asyncio.sleep(0.02)  # at most ~50 events a second, however fast the steps
-
-        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
-
-    @app.get("/api/jobs/{job_id}/result")
-    async def job_result(job_id: str) -> Response:
-        job = jobs.get(job_id)
-        if not job.final:
-            raise ApiError(409, "not_ready", f"the job is {job.state}; follow /api/jobs/{job.id}/events")
-        return _result(job)
-
-    def _snapshot(job: Job) -> dict[str, Any]:
-        body = job.snapshot(worker.position(job))
-        body["warnings"] = job.meta.get("warnings", [])
-        if job.state == "done":
-            body["filename"] = job.meta.get("filename")
-        return body
-
     return app
+
+
+def _server(request: Request) -> _Server:
+    return request.app.state.server
+
+
+# -- middleware and errors --------------------------------------------------------------------
+
+
+async def _guard(request: Request, call_next):
+    settings = _server(request).settings
+    if settings.allowed_hosts is not None and _host(request) not in settings.allowed_hosts:
+        return _error(ApiError(400, "bad_host", "unexpected Host header (use the URL eradiff serve printed)"))
+    if request.method in ("POST", "DELETE", "PUT", "PATCH") and not _same_origin(request):
+        return _error(ApiError(403, "cross_origin", "requests from other web sites are refused"))
+    response = await call_next(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.headers.get("content-type", "").startswith("text/html"):
+        response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return _error(exc)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+    return _error(ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _error(ApiError(422, "bad_request", "invalid request"))
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(str(STATIC / "index.html"), media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/health")
+async def health(request: Request) -> JSONResponse:
+    server = _server(request)
+    ok = server.worker.alive
+    body = {"status": "ok" if ok else "error", "queue": server.worker.stats(), "jobs_kept": len(server.jobs),
+            "uptime_s": round(time.time() - server.started, 1)}  # fmt: skip
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get("/api/model")
+async def model_info(request: Request) -> dict[str, Any]:
+    server = _server(request)
+    model, settings = server.model, server.settings
+    resolved = settings.defaults.for_model(model)  # steps=None → the model's own default
+    defaults = {k: getattr(resolved, k) for k in OPTION_TYPES if hasattr(resolved, k)}
+    return {
+        "name": model.name,
+        "family": model.family,
+        "native_size": model.native_size,
+        "size_multiple": model.size_multiple,
+        "backend": settings.backend,
+        "device": server.device or str(model.device),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "version": eradiff.__version__,
+        "defaults": defaults,
+        "options": {k: what for k, (_, what) in OPTION_TYPES.items()},
+        "limits": {"max_upload_bytes": settings.max_file_bytes, "max_pixels": settings.max_pixels,
+                   "queue": settings.queue},
+        "formats": list(MEDIA_TYPES),
+    }  # fmt: skip
+
+
+async def _accept(request: Request) -> Job:
+    """Read, check and decode an erase request, then queue it as a job."""
+    server = _server(request)
+    worker, settings = server.worker, server.settings
+    if not worker.has_room():  # answered before decoding, after reading the (bounded) body
+        await drain(request.stream(), limit=max_body_bytes(settings.max_file_bytes))
+        raise _queue_full(QueueFull(worker.capacity, worker.retry_after()))
+    t0 = time.monotonic()
+    parts = await read_multipart(
+        request.headers.get("content-type"), request.headers.get("content-length"), request.stream(),
+        max_file_bytes=settings.max_file_bytes,
+    )  # fmt: skip
+    options = parse_options(
+        parts["options"].data if "options" in parts else None, defaults=settings.defaults,
+        seed=secrets.randbelow(2**31),
+    )  # fmt: skip
+    async with server.decode_limiter:
+        if not worker.has_room():  # checked again: decoding a large photo is not free
+            raise _queue_full(QueueFull(worker.capacity, worker.retry_after()))
+        upload = await anyio.to_thread.run_sync(
+            lambda: decode_upload(parts["image"], parts["mask"], max_pixels=settings.max_pixels, tmp_root=server.tmp)
+        )
+    filename = parts["image"].filename
+    parts.clear()
+    fmt = options.format or upload.image.format
+    like = LoadedImage(pixels=np.empty((0, 0), np.uint8), format=fmt, exif=upload.image.exif,
+                       icc_profile=upload.image.icc_profile)  # fmt: skip
+
+    def finish(result: EraseResult) -> bytes:
+        return encode_image(result.image, fmt, like=like)
+
+    job = Job(pixels=upload.image.pixels, mask=upload.mask, options=options.erase, finish=finish)
+    job.meta.update(format=fmt, filename=download_name(filename, fmt), warnings=upload.warnings,
+                    decode_s=time.monotonic() - t0, random_seed=options.random_seed)  # fmt: skip
+    try:
+        worker.submit(job)
+    except QueueFull as exc:
+        raise _queue_full(exc) from exc
+    return job
+
+
+@router.post("/api/erase")
+async def erase_sync(request: Request) -> Response:
+    job = await _accept(request)
+    async with anyio.create_task_group() as group:
+        group.start_soon(_cancel_when_gone, request, job, _server(request).worker)
+        await job.wait()
+        group.cancel_scope.cancel()
+    if job.meta.get("client_gone"):
+        raise ApiError(499, "client_closed", "the client closed the connection")
+    return _result(job)
+
+
+@router.post("/api/jobs", status_code=202)
+async def create_job(request: Request) -> JSONResponse:
+    job = await _accept(request)
+    server = _server(request)
+    server.jobs.add(job)
+    body = job.snapshot(server.worker.position(job))
+    body.update(events=f"/api/jobs/{job.id}/events", result=f"/api/jobs/{job.id}/result")
+    return JSONResponse(body, status_code=202)
+
+
+@router.get("/api/jobs/{job_id}")
+async def job_status(job_id: str, request: Request) -> dict[str, Any]:
+    server = _server(request)
+    return _snapshot(server.jobs.get(job_id), server.worker)
+
+
+@router.delete("/api/jobs/{job_id}")
+async def job_cancel(job_id: str, request: Request) -> dict[str, Any]:
+    server = _server(request)
+    job = server.jobs.get(job_id)
+    server.worker.cancel(job)
+    return _snapshot(job, server.worker)
+
+
+@router.get("/api/jobs/{job_id}/events")
+async def job_events(job_id: str, request: Request) -> StreamingResponse:
+    server = _server(request)
+    job = server.jobs.get(job_id)
+
+    async def stream():
+        yield "retry: 1000\n\n"
+        while True:
+            version = job.version  # read before the snapshot: no later change is missed
+            final = job.final  # likewise: a final snapshot is always the last event
+            yield f"data: {json.dumps(_snapshot(job, server.worker))}\n\n"
+            if final:
+                return
+            while not await job.changed(15.0, since=version):
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(0.02)  # at most ~50 events a second, however fast the steps
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+@router.get("/api/jobs/{job_id}/result")
+async def job_result(job_id: str, request: Request) -> Response:
+    job = _server(request).jobs.get(job_id)
+    if not job.final:
+        raise ApiError(409, "not_ready", f"the job is {job.state}; follow /api/jobs/{job.id}/events")
+    return _result(job)
+
+
+def _snapshot(job: Job, worker: ModelWorker) -> dict[str, Any]:
+    body = job.snapshot(worker.position(job))
+    body["warnings"] = job.meta.get("warnings", [])
+    if job.state == "done":
+        body["filename"] = job.meta.get("filename")
+    return body
 
 
 async def _cancel_when_gone(request: Request, job: Job, worker: ModelWorker) -> None:
