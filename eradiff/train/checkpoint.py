@@ -18,27 +18,39 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 __all__ = [
     "CHECKPOINT_RE",
+    "STATE_FORMAT",
     "CheckpointError",
+    "TrainingCheckpoint",
     "checkpoint_dir",
     "find_checkpoints",
     "latest_checkpoint",
     "load_tensors",
     "prune_checkpoints",
     "remove_partial",
+    "read_training_checkpoint",
     "resolve_resume",
+    "rng_state",
     "save_tensors",
+    "set_rng_state",
     "write_atomic_dir",
+    "write_run_info",
+    "write_training_checkpoint",
 ]
+
+STATE_FORMAT = 1  # state.json's "format"
 
 CHECKPOINT_RE = re.compile(r"^ckpt-(\d{8,})$")
 
@@ -169,3 +181,113 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot read {path}: {e}") from None
+
+
+# -- a training run's checkpoint and run record -------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy (legacy global), torch CPU and CUDA generator states."""
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is what we restore
+    return {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor], rank: int) -> None:
+    """Restore what :func:`rng_state` recorded for process ``rank`` (state.json part + rng tensors)."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npy = state["numpy"]
+    np.random.set_state((npy[0], np.asarray(npy[1], dtype=np.uint32), npy[2], npy[3], npy[4]))  # noqa: NPY002
+    torch.set_rng_state(tensors[f"torch/{rank}"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith(f"cuda/{rank}/")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def write_training_checkpoint(
+    path: Path,
+    *,
+    unet: dict[str, torch.Tensor],
+    ema: dict[str, torch.Tensor] | None,
+    optimizer: dict[str, Any],
+    rng: list[dict[str, Any]],
+    state: dict[str, Any],
+    config_text: str,
+) -> Path:
+    """Write the checkpoint folder ``path`` atomically (layout in the module docstring).
+
+    Args:
+        unet, ema: the UNet's and the EMA's tensors (ema None when EMA is off).
+        optimizer: the optimizer's ``state_dict``.
+        rng: :func:`rng_state` of every process, by rank.
+        state: the counters and scheduler states for ``state.json`` (format, RNG parts and versions
+            are added here).
+        config_text: the resolved config as YAML.
+    """
+
+    def write(tmp: Path) -> None:
+        save_tensors(tmp / "unet.safetensors", unet)
+        if ema is not None:
+            save_tensors(tmp / "ema.safetensors", ema)
+        torch.save(optimizer, tmp / "optimizer.pt")
+        tensors = {}
+        for r, s in enumerate(rng):
+            tensors[f"torch/{r}"] = s["torch"]
+            for i, c in enumerate(s["cuda"]):
+                tensors[f"cuda/{r}/{i}"] = c
+        save_tensors(tmp / "rng.safetensors", tensors)
+        rngs = [{"python": s["python"], "numpy": s["numpy"]} for s in rng]
+        write_json(tmp / "state.json", {"format": STATE_FORMAT, **state, "rng": rngs})
+        (tmp / "config.yaml").write_text(config_text)
+
+    return write_atomic_dir(path, write)
+
+
+class TrainingCheckpoint:
+    """A checkpoint folder read back for a resume (files checked, tensors loaded on demand).
+
+    Raises:
+        CheckpointError: an unknown format or a missing file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.state = read_json(self.path / "state.json")
+        if self.state.get("format") != STATE_FORMAT:
+            raise CheckpointError(f"{self.path}: unknown checkpoint format {self.state.get('format')!r}")
+        self.unet = load_tensors(self.path / "unet.safetensors")
+        opt_file = self.path / "optimizer.pt"
+        if not opt_file.is_file():
+            raise CheckpointError(f"checkpoint file {opt_file} is missing")
+        self.optimizer = torch.load(opt_file, map_location="cpu", weights_only=True)
+        ema_file = self.path / "ema.safetensors"
+        self.ema = load_tensors(ema_file) if ema_file.is_file() else None
+
+    def rng_tensors(self) -> dict[str, torch.Tensor]:
+        return load_tensors(self.path / "rng.safetensors")
+
+
+def read_training_checkpoint(path: Path) -> TrainingCheckpoint:
+    """:class:`TrainingCheckpoint` of ``path``."""
+    return TrainingCheckpoint(path)
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    """``run.json``: ``info`` plus the start time; a resumed run keeps what earlier starts recorded."""
+    info = {**info, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    run_file = Path(run_dir) / "run.json"
+    if run_file.is_file():
+        try:
+            earlier = json.loads(run_file.read_text())
+            info["earlier_starts"] = [
+                *earlier.pop("earlier_starts", []),
+                {k: earlier.get(k) for k in ("started", "processes", "resumed_from")},
+            ]
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    run_file.write_text(json.dumps(info, indent=1))

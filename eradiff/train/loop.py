@@ -42,7 +42,6 @@ import json
 import math
 import os
 import platform
-import random
 import sys
 import time
 from collections.abc import Iterator
@@ -65,7 +64,6 @@ __all__ = ["EMA", "NonFiniteLossError", "TrainResult", "lr_factor", "micro_step"
 
 _STREAM_ORDER = 0x0E0C  # separate seed streams: data order vs. per-sample draws
 _STREAM_DRAW = 0xD4A3
-_STATE_FORMAT = 1
 
 
 class NonFiniteLossError(RuntimeError):
@@ -283,28 +281,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is what we restore
-    state: dict[str, Any] = {
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], tensors: dict[str, torch.Tensor], rank: int) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    npy = state["numpy"]
-    np.random.set_state((npy[0], np.asarray(npy[1], dtype=np.uint32), npy[2], npy[3], npy[4]))  # noqa: NPY002
-    torch.set_rng_state(tensors[f"torch/{rank}"])
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith(f"cuda/{rank}/")]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
-
-
 def _math_part(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a config that change the loss sequence (for a warning on resume).
 
@@ -416,366 +392,397 @@ def train(
         CheckpointError: a ``resume`` that names no readable checkpoint.
         NonFiniteLossError: ``train.max_nonfinite_steps`` consecutive non-finite steps.
     """
+    accelerator = _accelerator(config.train)
+    run_dir = Path(config.output_dir)
+    resume_dir = _start_run(config, run_dir, resume, accelerator)
+    if dataset is None:
+        dataset, built_val = build_datasets(config)
+        val_dataset = built_val if val_dataset is None else val_dataset
+    run = _Run(config, accelerator, run_dir, dataset)
+    if resume_dir is not None:
+        run.restore(resume_dir)
+    run.start_ema()
+    preview_batch = _preview_batch(config, val_dataset if val_dataset is not None else dataset, run.is_main)
+    run.loop(preview_batch)
+    if run.is_main:
+        run.export()
+    accelerator.wait_for_everyone()
+    result = run.result
+    result.step, result.nonfinite_steps = run.n.step, run.n.nonfinite_total
+    result.data_rejected = {str(k): int(v) for k, v in dict(getattr(dataset, "rejected", {})).items()}
+    accelerator.end_training()
+    return result
+
+
+def _accelerator(tc):
+    """A fresh accelerate set-up for this run (the process group, if any, is kept), checked."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
-    from accelerate.utils import gather_object
 
-    from eradiff.models.loading import save_checkpoint
-
-    # A fresh accelerate configuration per run (the process group, if any, is kept).
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    tc, oc = config.train, config.optim
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     # Several processes on a machine without an accelerator: accelerate only sets up gloo when told
     # to use the CPU, otherwise every process would train alone and all would write the same run.
     cpu = launched > 1 and not _has_accelerator()
     accelerator = Accelerator(mixed_precision=tc.mixed_precision, gradient_accumulation_steps=tc.grad_accum, cpu=cpu)
-    device = accelerator.device
-    world, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    world = accelerator.num_processes
     if launched != world:
         raise ConfigError(
             f"launched as {launched} processes (WORLD_SIZE), but accelerate set up {world}; "
             "check the accelerate launch options"
         )
-    if tc.mixed_precision == "fp16" and device.type == "cpu":
+    if tc.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         raise ConfigError("train.mixed_precision=fp16 needs a GPU (accelerate runs fp32 on the CPU); use bf16 or no")
     B, A = tc.batch_size, tc.grad_accum
     if B % (A * world) != 0:
         raise ConfigError(
             f"train.batch_size={B} must be a multiple of train.grad_accum × processes = {A} × {world} = {A * world}"
         )
-    micro = B // (A * world)
-    run_dir = Path(config.output_dir)
+    return accelerator
 
-    # ---- resume target (every process reads the same folder)
+
+def _start_run(config: TrainingConfig, run_dir: Path, resume, accelerator) -> Path | None:
+    """The checkpoint to resume from (None = a fresh start); the main process prepares the run folder."""
     resume_dir = ckpt.resolve_resume(str(resume), run_dir) if resume is not None else None
     if resume is None and (existing := ckpt.latest_checkpoint(run_dir)) is not None:
         raise ConfigError(
             f"output_dir {run_dir} already holds checkpoints (newest: {existing.name}); "
             "pass --resume latest to continue that run, or choose another --output"
         )
-    if is_main:
+    if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.remove_partial(run_dir)
         (run_dir / "config.yaml").write_text(dump_config(config))
-        run_info = {
+        info = {
             "versions": _versions(),
             "argv": sys.argv,
-            "processes": world,
-            "device": str(device),
-            "mixed_precision": tc.mixed_precision,
+            "processes": accelerator.num_processes,
+            "device": str(accelerator.device),
+            "mixed_precision": config.train.mixed_precision,
             "resumed_from": str(resume_dir) if resume_dir else None,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        run_file = run_dir / "run.json"
-        if run_file.is_file():  # a resumed run: keep what the earlier starts recorded
-            try:
-                earlier = json.loads(run_file.read_text())
-                run_info["earlier_starts"] = [
-                    *earlier.pop("earlier_starts", []),
-                    {k: earlier.get(k) for k in ("started", "processes", "resumed_from")},
-                ]
-            except (json.JSONDecodeError, AttributeError):
-                pass
-        run_file.write_text(json.dumps(run_info, indent=1))
+        ckpt.write_run_info(run_dir, info)
     accelerator.wait_for_everyone()
+    return resume_dir
 
-    # ---- data
-    if dataset is None:
-        dataset, built_val = build_datasets(config)
-        val_dataset = built_val if val_dataset is None else val_dataset
-    n = len(dataset)
-    if n == 0:
-        raise DataError(f"the training set is empty (data.source={config.data.source}); check the data paths")
-    if n < B:
-        raise DataError(f"the training set has {n} pairs, fewer than one global batch (train.batch_size={B})")
 
-    # ---- model, objective, optimizer
-    torch.manual_seed(tc.seed)
-    model = build_model(config.model, crop_size=config.data.crop_size)
-    unet = model.unet
-    frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.mixed_precision, torch.float32)
-    model.prepare_for_training(device, frozen_dtype=frozen_dtype)  # frozen parts (VAE, prompt cache) on device
-    if tc.gradient_checkpointing:
-        if not getattr(unet, "_supports_gradient_checkpointing", False):
-            raise ConfigError(f"train.gradient_checkpointing: {type(unet).__name__} does not support it")
-        unet.enable_gradient_checkpointing()
-    objective = build_objective(config.objective, model.schedule)
-    t_probs = None
-    if config.objective.timesteps == "lognormal":
+def _preview_batch(config: TrainingConfig, source, is_main: bool) -> dict[str, torch.Tensor] | None:
+    """The fixed validation pairs of the sample grid (main process, when the grid is on)."""
+    if not is_main or config.log.sample_every <= 0:
+        return None
+    if hasattr(source, "set_epoch"):
+        source.set_epoch(0)
+    items = [source[i] for i in range(min(config.log.sample_count, len(source)))]
+    return {k: torch.stack([it[k] for it in items]) for k in ("x_ori", "x_obj", "mask")}
+
+
+@dataclass
+class _Counters:
+    """Where a run stands: what a checkpoint's state.json records and a resume restores."""
+
+    step: int = 0
+    epoch: int = 0
+    index: int = 0
+    opt_steps: int = 0
+    nonfinite_total: int = 0
+    nonfinite_run: int = 0
+
+
+class _Run:
+    """One call of :func:`train`: the model, optimizer and data of the run, and the loop's parts."""
+
+    def __init__(self, config: TrainingConfig, accelerator, run_dir: Path, dataset) -> None:
+        self.config, self.accelerator, self.run_dir, self.dataset = config, accelerator, run_dir, dataset
+        tc, oc = config.train, config.optim
+        self.device = accelerator.device
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        self.is_main = accelerator.is_main_process
+        self.B, self.A = tc.batch_size, tc.grad_accum
+        self.micro = self.B // (self.A * self.world)
+        self.size = len(dataset)
+        if self.size == 0:
+            raise DataError(f"the training set is empty (data.source={config.data.source}); check the data paths")
+        if self.size < self.B:
+            raise DataError(
+                f"the training set has {self.size} pairs, fewer than one global batch (train.batch_size={self.B})"
+            )
+        torch.manual_seed(tc.seed)
+        self.model = build_model(config.model, crop_size=config.data.crop_size)
+        self.unet = unet = self.model.unet
+        frozen_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(tc.mixed_precision, torch.float32)
+        self.model.prepare_for_training(self.device, frozen_dtype=frozen_dtype)  # frozen parts on the device
+        if tc.gradient_checkpointing:
+            if not getattr(unet, "_supports_gradient_checkpointing", False):
+                raise ConfigError(f"train.gradient_checkpointing: {type(unet).__name__} does not support it")
+            unet.enable_gradient_checkpointing()
         oj = config.objective
-        t_probs = core.lognormal_timestep_probs(
-            model.schedule.alpha_bar(), p_mean=oj.p_mean, p_std=oj.p_std, uniform_share=oj.uniform_share
+        self.objective = build_objective(oj, self.model.schedule)
+        self.t_probs = None
+        if oj.timesteps == "lognormal":
+            self.t_probs = core.lognormal_timestep_probs(
+                self.model.schedule.alpha_bar(), p_mean=oj.p_mean, p_std=oj.p_std, uniform_share=oj.uniform_share
+            )
+        self.perceptual = None
+        if oj.perceptual != "none":
+            from eradiff.train.perceptual import PerceptualTerm
+
+            self.perceptual = PerceptualTerm(oj.perceptual, size=oj.perceptual_size).to(self.device)
+        optimizer = torch.optim.AdamW(
+            unet.parameters(), lr=oc.lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay
         )
-    perceptual = None
-    if config.objective.perceptual != "none":
-        from eradiff.train.perceptual import PerceptualTerm
 
-        perceptual = PerceptualTerm(config.objective.perceptual, size=config.objective.perceptual_size).to(device)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=oc.lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay)
+        def factor(i: int) -> float:
+            return lr_factor(
+                i, warmup_steps=oc.warmup_steps, schedule=oc.schedule, max_steps=tc.max_steps,
+                min_lr_ratio=oc.min_lr_ratio,
+            )  # fmt: skip
 
-    def factor(i: int) -> float:
-        return lr_factor(
-            i, warmup_steps=oc.warmup_steps, schedule=oc.schedule, max_steps=tc.max_steps, min_lr_ratio=oc.min_lr_ratio
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        self.unet_ddp, self.optimizer = accelerator.prepare(unet, optimizer)
+        self.ema: EMA | None = None
+        self.n = _Counters()
+        self.result = TrainResult(run_dir=run_dir, step=0)
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    unet_ddp, optimizer = accelerator.prepare(unet, optimizer)
-    ema: EMA | None = None
+    # -- resume and checkpoints
 
-    # ---- state
-    step, epoch, index, opt_steps = 0, 0, 0, 0
-    nonfinite_total = nonfinite_run = 0
-    if resume_dir is not None:
-        state = ckpt.read_json(resume_dir / "state.json")
-        if state.get("format") != _STATE_FORMAT:
-            raise ckpt.CheckpointError(f"{resume_dir}: unknown checkpoint format {state.get('format')!r}")
-        mismatch = load_fitting_weights(unet, ckpt.load_tensors(resume_dir / "unet.safetensors"))
+    def restore(self, resume_dir: Path) -> None:
+        """Weights, optimizer, schedules, EMA, counters and RNG states of the checkpoint ``resume_dir``."""
+        saved = ckpt.read_training_checkpoint(resume_dir)
+        state = saved.state
+        mismatch = load_fitting_weights(self.unet, saved.unet)
         if mismatch is not None:
             raise ckpt.CheckpointError(f"{resume_dir}: the weights do not fit this model ({mismatch})")
-        opt_file = resume_dir / "optimizer.pt"
-        if not opt_file.is_file():
-            raise ckpt.CheckpointError(f"checkpoint file {opt_file} is missing")
-        optimizer.load_state_dict(torch.load(opt_file, map_location="cpu", weights_only=True))
-        scheduler.load_state_dict(state["lr_scheduler"])
-        if accelerator.scaler is not None and state.get("grad_scaler"):
-            accelerator.scaler.load_state_dict(state["grad_scaler"])
-        if tc.ema_decay is not None and is_main:
-            ema = EMA(unet, tc.ema_decay)
-            ema_file = resume_dir / "ema.safetensors"
-            if ema_file.is_file():
-                ema.shadow = ckpt.load_tensors(ema_file)
-                ema.updates = int(state.get("ema_updates", 0))
-        step, opt_steps = int(state["step"]), int(state["optimizer_steps"])
-        epoch, index = int(state["epoch"]), int(state["index"])
-        nonfinite_total, nonfinite_run = int(state["nonfinite_total"]), int(state["nonfinite_consecutive"])
-        if int(state.get("dataset_len", n)) != n:
-            accelerator.print(
-                f"warning: the training set has {n} pairs, the checkpoint was made with {state['dataset_len']}; "
-                f"continuing from the start of epoch {epoch + 1}"
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.scheduler.load_state_dict(state["lr_scheduler"])
+        if self.accelerator.scaler is not None and state.get("grad_scaler"):
+            self.accelerator.scaler.load_state_dict(state["grad_scaler"])
+        if self.config.train.ema_decay is not None and self.is_main:
+            self.ema = EMA(self.unet, self.config.train.ema_decay)
+            if saved.ema is not None:
+                self.ema.shadow = saved.ema
+                self.ema.updates = int(state.get("ema_updates", 0))
+        n = self.n
+        n.step, n.opt_steps = int(state["step"]), int(state["optimizer_steps"])
+        n.epoch, n.index = int(state["epoch"]), int(state["index"])
+        n.nonfinite_total, n.nonfinite_run = int(state["nonfinite_total"]), int(state["nonfinite_consecutive"])
+        if int(state.get("dataset_len", self.size)) != self.size:
+            self.accelerator.print(
+                f"warning: the training set has {self.size} pairs, the checkpoint was made with "
+                f"{state['dataset_len']}; continuing from the start of epoch {n.epoch + 1}"
             )
-            epoch, index = epoch + 1, 0
-        if int(state.get("world_size", world)) == world:
-            _set_rng_state(state["rng"][rank], ckpt.load_tensors(resume_dir / "rng.safetensors"), rank)
+            n.epoch, n.index = n.epoch + 1, 0
+        if int(state.get("world_size", self.world)) == self.world:
+            ckpt.set_rng_state(state["rng"][self.rank], saved.rng_tensors(), self.rank)
         old_cfg = resume_dir / "config.yaml"
-        if is_main and old_cfg.is_file():
+        if self.is_main and old_cfg.is_file():
             import yaml
 
             old = _math_part(config_from_dict(yaml.safe_load(old_cfg.read_text())).to_dict())
-            changed = _differing_keys(old, _math_part(config.to_dict()))
+            changed = _differing_keys(old, _math_part(self.config.to_dict()))
             if changed:
-                accelerator.print(
+                self.accelerator.print(
                     f"warning: the config differs from {old_cfg} in keys that change the results: {', '.join(changed)}"
                 )
-    if ema is None and tc.ema_decay is not None and is_main:
-        ema = EMA(unet, tc.ema_decay)
-    if ema is not None:
-        ema.shadow = {k: v.to(device) for k, v in ema.shadow.items()}
 
-    # ---- fixed validation batch for the sample grid
-    preview_batch = None
-    if is_main and config.log.sample_every > 0:
-        source = val_dataset if val_dataset is not None else dataset
-        if hasattr(source, "set_epoch"):
-            source.set_epoch(0)
-        items = [source[i] for i in range(min(config.log.sample_count, len(source)))]
-        preview_batch = {k: torch.stack([it[k] for it in items]) for k in ("x_ori", "x_obj", "mask")}
+    def start_ema(self) -> None:
+        if self.ema is None and self.config.train.ema_decay is not None and self.is_main:
+            self.ema = EMA(self.unet, self.config.train.ema_decay)
+        if self.ema is not None:
+            self.ema.shadow = {k: v.to(self.device) for k, v in self.ema.shadow.items()}
 
-    metrics = _Metrics(run_dir, tensorboard=config.log.tensorboard, truncate_after=step) if is_main else None
-    end = tc.max_steps if tc.stop_at is None else tc.stop_at  # the schedule still runs to max_steps
-    bar = _progress(end, step, config.log.progress and is_main)
-    result = TrainResult(run_dir=run_dir, step=step, nonfinite_steps=nonfinite_total)
+    def save(self, at_step: int) -> Path | None:
+        """A checkpoint of ``at_step`` (main process; every process takes part in the RNG gather)."""
+        from accelerate.utils import gather_object
 
-    def loader_for(e: int, start: int):
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(e)
-        plan = _EpochPlan(n=n, batch=B, accum=A, world=world, rank=rank, seed=tc.seed, epoch=e, start=start)
+        rng = gather_object([ckpt.rng_state()])
+        path = None
+        if self.is_main:
+            n, scaler = self.n, self.accelerator.scaler
+            state = {
+                "step": at_step, "epoch": n.epoch, "index": n.index, "dataset_len": self.size,
+                "samples_seen": at_step * self.B, "optimizer_steps": n.opt_steps,
+                "nonfinite_total": n.nonfinite_total, "nonfinite_consecutive": n.nonfinite_run,
+                "ema_updates": self.ema.updates if self.ema is not None else 0,
+                "lr_scheduler": self.scheduler.state_dict(),
+                "grad_scaler": scaler.state_dict() if scaler is not None else None,
+                "world_size": self.world, "versions": _versions(),
+            }  # fmt: skip
+            path = ckpt.write_training_checkpoint(
+                ckpt.checkpoint_dir(self.run_dir, at_step),
+                unet=self.unet.state_dict(),
+                ema=self.ema.shadow if self.ema is not None else None,
+                optimizer=self.optimizer.state_dict(),
+                rng=rng,
+                state=state,
+                config_text=dump_config(self.config),
+            )
+            ckpt.prune_checkpoints(self.run_dir, self.config.checkpoint.keep_last)
+            self.result.checkpoints.append(path)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def export(self) -> None:
+        """The final (EMA) weights as ``model.safetensors`` in the run folder."""
+        from eradiff.models.loading import save_checkpoint
+
+        export = self.run_dir / "model.safetensors"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[
+            self.config.checkpoint.export_dtype
+        ]
+        with self.ema.applied(self.unet) if self.ema is not None else contextlib.nullcontext():
+            save_checkpoint(self.model, export, dtype=dtype)
+        self.result.export_path = export
+
+    def preview(self, batch: dict[str, torch.Tensor], at_step: int) -> None:
+        from eradiff.train.preview import erase_preview, save_grid
+
+        x_ori, x_obj, M = to_device_batch(batch, self.device)
+        self.unet.eval()
+        try:
+            with self.ema.applied(self.unet) if self.ema is not None else contextlib.nullcontext():
+                out = erase_preview(
+                    self.model, x_obj, M, steps=self.config.log.sample_steps, seed=self.config.train.seed,
+                    sra=self.config.model.sra,
+                )  # fmt: skip
+        finally:
+            self.unet.train()
+        save_grid(self.run_dir / "samples" / f"step-{at_step:08d}.png", [x_obj, M, out, x_ori])
+
+    # -- one step
+
+    def loader(self, epoch: int, start: int):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        tc = self.config.train
+        plan = _EpochPlan(
+            n=self.size, batch=self.B, accum=self.A, world=self.world, rank=self.rank, seed=tc.seed, epoch=epoch,
+            start=start,
+        )  # fmt: skip
         return iter(
             DataLoader(
-                dataset,
+                self.dataset,
                 batch_sampler=plan,
-                num_workers=config.data.num_workers,
-                pin_memory=device.type == "cuda",
-                generator=torch.Generator().manual_seed(sample_seed(tc.seed, _STREAM_ORDER, e, 1)),
+                num_workers=self.config.data.num_workers,
+                pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(sample_seed(tc.seed, _STREAM_ORDER, epoch, 1)),
             )
         )
 
-    def micro_losses(batch: dict[str, torch.Tensor], k: int, j0: int) -> torch.Tensor:
-        x_ori, x_obj, M = to_device_batch(batch, device)
-        fill = batch["fill"].to(device, torch.float32) if "fill" in batch else None
-        gens = [torch.Generator().manual_seed(sample_seed(tc.seed, _STREAM_DRAW, k, j0 + i)) for i in range(len(x_ori))]
+    def micro_losses(self, batch: dict[str, torch.Tensor], k: int, j0: int) -> torch.Tensor:
+        x_ori, x_obj, M = to_device_batch(batch, self.device)
+        fill = batch["fill"].to(self.device, torch.float32) if "fill" in batch else None
+        seed, oj = self.config.train.seed, self.config.objective
+        gens = [torch.Generator().manual_seed(sample_seed(seed, _STREAM_DRAW, k, j0 + i)) for i in range(len(x_ori))]
         return micro_step(
-            model, unet_ddp, objective, x_ori, x_obj, M, gens,
-            encode_obj=config.objective.kind != "standard", gamma_max=config.objective.gamma_max,
-            mask_weight=config.objective.mask_weight, sra=config.model.sra, backward=accelerator.backward,
-            t_probs=t_probs, fill=fill, perceptual=perceptual, perceptual_weight=config.objective.perceptual_weight,
+            self.model, self.unet_ddp, self.objective, x_ori, x_obj, M, gens,
+            encode_obj=oj.kind != "standard", gamma_max=oj.gamma_max, mask_weight=oj.mask_weight,
+            sra=self.config.model.sra, backward=self.accelerator.backward, t_probs=self.t_probs, fill=fill,
+            perceptual=self.perceptual, perceptual_weight=oj.perceptual_weight,
         )  # fmt: skip
 
-    def save(at_step: int) -> Path | None:
-        rng = gather_object([_rng_state()])
-        path = None
-        if is_main:
-            path = ckpt.checkpoint_dir(run_dir, at_step)
-
-            def write(tmp: Path) -> None:
-                ckpt.save_tensors(tmp / "unet.safetensors", unet.state_dict())
-                if ema is not None:
-                    ckpt.save_tensors(tmp / "ema.safetensors", ema.shadow)
-                torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-                tensors = {}
-                for r, s in enumerate(rng):
-                    tensors[f"torch/{r}"] = s["torch"]
-                    for i, c in enumerate(s["cuda"]):
-                        tensors[f"cuda/{r}/{i}"] = c
-                ckpt.save_tensors(tmp / "rng.safetensors", tensors)
-                ckpt.write_json(
-                    tmp / "state.json",
-                    {
-                        "format": _STATE_FORMAT,
-                        "step": at_step,
-                        "epoch": epoch,
-                        "index": index,
-                        "dataset_len": n,
-                        "samples_seen": at_step * B,
-                        "optimizer_steps": opt_steps,
-                        "nonfinite_total": nonfinite_total,
-                        "nonfinite_consecutive": nonfinite_run,
-                        "ema_updates": ema.updates if ema is not None else 0,
-                        "lr_scheduler": scheduler.state_dict(),
-                        "grad_scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                        "world_size": world,
-                        "rng": [{"python": s["python"], "numpy": s["numpy"]} for s in rng],
-                        "versions": _versions(),
-                    },
+    def optimizer_step(self, it) -> tuple[float, bool, float]:
+        """Step 1–6 of the module docstring: ``(global mean loss, finite, gradient norm)``."""
+        accelerator, optimizer, oc = self.accelerator, self.optimizer, self.config.optim
+        fp16 = self.config.train.mixed_precision == "fp16"
+        local = torch.zeros((), dtype=torch.float64, device=self.device)
+        for m in range(self.A):
+            batch = next(it)
+            with accelerator.accumulate(self.unet_ddp):
+                j0 = m * (self.B // self.A) + self.rank * self.micro
+                local += self.micro_losses(batch, self.n.step, j0).double().sum()
+                if m < self.A - 1:
+                    continue
+                norm = accelerator.clip_grad_norm_(
+                    self.unet_ddp.parameters(), oc.grad_clip if oc.grad_clip is not None else float("inf")
                 )
-                (tmp / "config.yaml").write_text(dump_config(config))
+                grad_norm = float(norm) if norm is not None else float("nan")
+                loss = float(accelerator.reduce(local, reduction="sum")) / self.B
+                finite = math.isfinite(loss) and (fp16 or norm is None or math.isfinite(grad_norm))
+                if fp16:  # the grad scaler skips non-finite gradients itself and lowers its scale
+                    optimizer.step()
+                    stepped = not accelerator.optimizer_step_was_skipped and math.isfinite(loss)
+                else:
+                    stepped = finite
+                    if stepped:
+                        optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        if stepped:
+            self.scheduler.step()
+            self.n.opt_steps += 1
+            if self.ema is not None:
+                self.ema.update(self.unet)
+        return loss, finite, grad_norm
 
-            ckpt.write_atomic_dir(path, write)
-            ckpt.prune_checkpoints(run_dir, config.checkpoint.keep_last)
-            result.checkpoints.append(path)
-        accelerator.wait_for_everyone()
-        return path
+    # -- the loop
 
-    def preview(at_step: int) -> None:
-        from eradiff.train.preview import erase_preview, save_grid
-
-        x_ori, x_obj, M = to_device_batch(preview_batch, device)
-        unet.eval()
-        try:
-            with ema.applied(unet) if ema is not None else contextlib.nullcontext():
-                out = erase_preview(model, x_obj, M, steps=config.log.sample_steps, seed=tc.seed, sra=config.model.sra)
-        finally:
-            unet.train()
-        save_grid(run_dir / "samples" / f"step-{at_step:08d}.png", [x_obj, M, out, x_ori])
-
-    # ---- loop
-    window: list[float] = []
-    window_start = time.perf_counter()
-    window_steps = 0
-    grad_norm = float("nan")
-    last_saved = None
-    it = None
-    fp16 = tc.mixed_precision == "fp16"
-    started = time.perf_counter()
-    steps_this_call = 0
-    if bar is not None:
-        bar[0].start()
-    try:
-        while step < end:
-            if it is None:
-                it = loader_for(epoch, index)
-            local = torch.zeros((), dtype=torch.float64, device=device)
-            for m in range(A):
-                batch = next(it)
-                with accelerator.accumulate(unet_ddp):
-                    local += micro_losses(batch, step, m * (B // A) + rank * micro).double().sum()
-                    if m == A - 1:
-                        norm = accelerator.clip_grad_norm_(
-                            unet_ddp.parameters(), oc.grad_clip if oc.grad_clip is not None else float("inf")
-                        )
-                        grad_norm = float(norm) if norm is not None else float("nan")
-                        loss = float(accelerator.reduce(local, reduction="sum")) / B
-                        finite = math.isfinite(loss) and (fp16 or norm is None or math.isfinite(grad_norm))
-                        if fp16:  # the grad scaler skips non-finite gradients itself and lowers its scale
-                            optimizer.step()
-                            stepped = not accelerator.optimizer_step_was_skipped and math.isfinite(loss)
-                        else:
-                            stepped = finite
-                            if stepped:
-                                optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-            if stepped:
-                scheduler.step()
-                opt_steps += 1
-                if ema is not None:
-                    ema.update(unet)
-            if finite:
-                nonfinite_run = 0
-            else:
-                nonfinite_total += 1
-                nonfinite_run += 1
-            step += 1
-            steps_this_call += 1
-            index += B
-            if index + B > n:
-                epoch, index, it = epoch + 1, 0, None
-            result.losses.append(loss if finite else float("nan"))
-            if finite:
-                window.append(loss)
-            window_steps += 1
-
-            if bar is not None:
-                rate = steps_this_call / max(time.perf_counter() - started, 1e-9)
-                bar[0].update(bar[1], completed=step, loss=f"{loss:.4f}", rate=f"{rate:.2f}")
-            if metrics is not None and (step % config.log.every == 0 or step == end):
-                dt = max(time.perf_counter() - window_start, 1e-9)
-                metrics.write(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "loss": float(np.mean(window)) if window else float("nan"),
-                        "loss_last": loss,
-                        "lr": float(scheduler.get_last_lr()[0]),
-                        "grad_norm": grad_norm,
-                        "steps_per_s": window_steps / dt,
-                        "samples_per_s": window_steps * B / dt,
-                        "nonfinite_total": nonfinite_total,
-                        "ema_decay": ema.current_decay() if ema is not None else None,
-                        "data_rejected": sum(getattr(dataset, "rejected", {}).values()),
-                    }
-                )
-                window, window_steps, window_start = [], 0, time.perf_counter()
-            if nonfinite_run >= tc.max_nonfinite_steps:
-                raise NonFiniteLossError(
-                    f"{nonfinite_run} consecutive steps had a non-finite loss or gradient (step {step}); "
-                    f"lower optim.lr, set optim.grad_clip, or check the data"
-                )
-            if preview_batch is not None and step % config.log.sample_every == 0:
-                preview(step)
-            if config.checkpoint.every and step % config.checkpoint.every == 0:
-                save(step)
-                last_saved = step
-    finally:
+    def loop(self, preview_batch: dict[str, torch.Tensor] | None) -> None:
+        config, tc, n = self.config, self.config.train, self.n
+        metrics = None
+        if self.is_main:
+            metrics = _Metrics(self.run_dir, tensorboard=config.log.tensorboard, truncate_after=n.step)
+        end = tc.max_steps if tc.stop_at is None else tc.stop_at  # the schedule still runs to max_steps
+        bar = _progress(end, n.step, config.log.progress and self.is_main)
+        window: list[float] = []
+        window_start, window_steps = time.perf_counter(), 0
+        last_saved, it = None, None
+        started, steps_this_call = time.perf_counter(), 0
         if bar is not None:
-            bar[0].stop()
-        if metrics is not None:
-            metrics.close()
+            bar[0].start()
+        try:
+            while n.step < end:
+                if it is None:
+                    it = self.loader(n.epoch, n.index)
+                loss, finite, grad_norm = self.optimizer_step(it)
+                n.nonfinite_run = 0 if finite else n.nonfinite_run + 1
+                n.nonfinite_total += not finite
+                n.step += 1
+                steps_this_call += 1
+                n.index += self.B
+                if n.index + self.B > self.size:
+                    n.epoch, n.index, it = n.epoch + 1, 0, None
+                self.result.losses.append(loss if finite else float("nan"))
+                if finite:
+                    window.append(loss)
+                window_steps += 1
+                if bar is not None:
+                    rate = steps_this_call / max(time.perf_counter() - started, 1e-9)
+                    bar[0].update(bar[1], completed=n.step, loss=f"{loss:.4f}", rate=f"{rate:.2f}")
+                if metrics is not None and (n.step % config.log.every == 0 or n.step == end):
+                    metrics.write(self._row(window, window_steps, time.perf_counter() - window_start, loss, grad_norm))
+                    window, window_steps, window_start = [], 0, time.perf_counter()
+                if n.nonfinite_run >= tc.max_nonfinite_steps:
+                    raise NonFiniteLossError(
+                        f"{n.nonfinite_run} consecutive steps had a non-finite loss or gradient (step {n.step}); "
+                        f"lower optim.lr, set optim.grad_clip, or check the data"
+                    )
+                if preview_batch is not None and n.step % config.log.sample_every == 0:
+                    self.preview(preview_batch, n.step)
+                if config.checkpoint.every and n.step % config.checkpoint.every == 0:
+                    self.save(n.step)
+                    last_saved = n.step
+        finally:
+            if bar is not None:
+                bar[0].stop()
+            if metrics is not None:
+                metrics.close()
+        if last_saved != n.step and steps_this_call > 0:
+            self.save(n.step)
+        if preview_batch is not None and n.step % config.log.sample_every != 0 and steps_this_call > 0:
+            self.preview(preview_batch, n.step)
 
-    if last_saved != step and steps_this_call > 0:
-        save(step)
-    if preview_batch is not None and step % config.log.sample_every != 0 and steps_this_call > 0:
-        preview(step)
-    if is_main:
-        export = run_dir / "model.safetensors"
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[config.checkpoint.export_dtype]
-        with ema.applied(unet) if ema is not None else contextlib.nullcontext():
-            save_checkpoint(model, export, dtype=dtype)
-        result.export_path = export
-    accelerator.wait_for_everyone()
-    result.step = step
-    result.nonfinite_steps = nonfinite_total
-    rejected = dict(getattr(dataset, "rejected", {}))
-    result.data_rejected = {str(k): int(v) for k, v in rejected.items()}
-    accelerator.end_training()
-    return result
+    def _row(self, window: list[float], steps: int, seconds: float, loss: float, grad_norm: float) -> dict[str, Any]:
+        dt = max(seconds, 1e-9)
+        return {
+            "step": self.n.step,
+            "epoch": self.n.epoch,
+            "loss": float(np.mean(window)) if window else float("nan"),
+            "loss_last": loss,
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "grad_norm": grad_norm,
+            "steps_per_s": steps / dt,
+            "samples_per_s": steps * self.B / dt,
+            "nonfinite_total": self.n.nonfinite_total,
+            "ema_decay": self.ema.current_decay() if self.ema is not None else None,
+            "data_rejected": sum(getattr(self.dataset, "rejected", {}).values()),
+        }
