@@ -597,53 +597,8 @@ def fetch_debian_dataset(
 
     for sub in ("backgrounds", "objects", "licences"):
         shutil.rmtree(cache_dir / sub, ignore_errors=True)
-    backgrounds: list[dict] = []
-    objects: list[dict] = []
-    skipped: list[dict] = []
-    packages: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="extract-") as tmp:
-        for pkg, (deb, pin) in fetched.items():
-            root = Path(tmp) / pkg
-            res = _run(["dpkg", "-x", str(deb), str(root)])
-            if res.returncode != 0:
-                raise DebianFetchError(f"dpkg -x {deb.name} failed: {_last_line(res)}")
-            copyright_rel = f"usr/share/doc/{pkg}/copyright"
-            lic_copy = cache_dir / "licences" / pkg / "copyright"
-            lic_copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / copyright_rel, lic_copy)
-            stanzas = _parse_dep5((root / copyright_rel).read_text(errors="replace"))
-            packages[pkg] = {
-                "version": pin.version,
-                "deb": f"debs/{deb.name}",
-                "sha256": pin.sha256,
-                "copyright_file": copyright_rel,
-                "copyright_copy": str(lic_copy.relative_to(cache_dir)),
-            }
-            common = {"package": pkg, "copyright_file": copyright_rel}
-            if pkg in BACKGROUND_FILES:
-                backgrounds += _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, max_side=max_side)
-            else:
-                kept, skip = _prepare_objects(root, cache_dir, stanzas, common)
-                objects += kept
-                skipped += skip
-
-    missing_held = set(HELD_OUT) - {b["id"] for b in backgrounds}
-    if missing_held:
-        raise DebianFetchError(f"held-out photos not found among the backgrounds: {sorted(missing_held)}")
-    by_pkg: dict[str, list[str]] = {}
-    for b in backgrounds:
-        by_pkg.setdefault(b["package"], []).append(b["id"])
-    by_cat: dict[str, list[str]] = {}
-    for o in objects:
-        by_cat.setdefault(o["category"].split("/")[0], []).append(o["id"])
-    val_bg = _split(by_pkg, seed=seed, val_fraction=val_fraction, forced_val=set(HELD_OUT))
-    val_obj = _split(by_cat, seed=seed, val_fraction=val_fraction, forced_val=set())
-    for b in backgrounds:
-        b["split"] = "val" if b["id"] in val_bg else "train"
-        b["held_out"] = b["id"] in HELD_OUT
-    for o in objects:
-        o["split"] = "val" if o["id"] in val_obj else "train"
-        o["held_out"] = False
+    packages, backgrounds, objects, skipped = _extract_packages(fetched, cache_dir, max_side=max_side)
+    _assign_splits(backgrounds, objects, seed=seed, val_fraction=val_fraction)
 
     def ids(items: list[dict], split: str) -> list[str]:
         return [x["id"] for x in items if x["split"] == split]
@@ -685,6 +640,68 @@ def fetch_debian_dataset(
     tmp_manifest.replace(manifest_path)
     log.info("wrote %s: %s", manifest_path, manifest["counts"])
     return manifest_path
+
+
+def _extract_packages(
+    fetched: dict, cache_dir: Path, *, max_side: int
+) -> tuple[dict[str, dict], list[dict], list[dict], list[dict]]:
+    """Unpack each .deb, copy its licence and prepare its photos or stamps.
+
+    Returns:
+        ``(packages, backgrounds, objects, skipped_objects)`` manifest entries.
+    """
+    backgrounds: list[dict] = []
+    objects: list[dict] = []
+    skipped: list[dict] = []
+    packages: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix="extract-") as tmp:
+        for pkg, (deb, pin) in fetched.items():
+            root = Path(tmp) / pkg
+            res = _run(["dpkg", "-x", str(deb), str(root)])
+            if res.returncode != 0:
+                raise DebianFetchError(f"dpkg -x {deb.name} failed: {_last_line(res)}")
+            copyright_rel = f"usr/share/doc/{pkg}/copyright"
+            lic_copy = cache_dir / "licences" / pkg / "copyright"
+            lic_copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / copyright_rel, lic_copy)
+            stanzas = _parse_dep5((root / copyright_rel).read_text(errors="replace"))
+            packages[pkg] = {
+                "version": pin.version,
+                "deb": f"debs/{deb.name}",
+                "sha256": pin.sha256,
+                "copyright_file": copyright_rel,
+                "copyright_copy": str(lic_copy.relative_to(cache_dir)),
+            }
+            common = {"package": pkg, "copyright_file": copyright_rel}
+            if pkg in BACKGROUND_FILES:
+                backgrounds += _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, max_side=max_side)
+            else:
+                kept, skip = _prepare_objects(root, cache_dir, stanzas, common)
+                objects += kept
+                skipped += skip
+
+    return packages, backgrounds, objects, skipped
+
+
+def _assign_splits(backgrounds: list[dict], objects: list[dict], *, seed: int, val_fraction: float) -> None:
+    """Set ``split`` (by package for photos, by top-level category for stamps) and ``held_out``."""
+    missing_held = set(HELD_OUT) - {b["id"] for b in backgrounds}
+    if missing_held:
+        raise DebianFetchError(f"held-out photos not found among the backgrounds: {sorted(missing_held)}")
+    by_pkg: dict[str, list[str]] = {}
+    for b in backgrounds:
+        by_pkg.setdefault(b["package"], []).append(b["id"])
+    by_cat: dict[str, list[str]] = {}
+    for o in objects:
+        by_cat.setdefault(o["category"].split("/")[0], []).append(o["id"])
+    val_bg = _split(by_pkg, seed=seed, val_fraction=val_fraction, forced_val=set(HELD_OUT))
+    val_obj = _split(by_cat, seed=seed, val_fraction=val_fraction, forced_val=set())
+    for b in backgrounds:
+        b["split"] = "val" if b["id"] in val_bg else "train"
+        b["held_out"] = b["id"] in HELD_OUT
+    for o in objects:
+        o["split"] = "val" if o["id"] in val_obj else "train"
+        o["held_out"] = False
 
 
 def _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> list[dict]:
