@@ -208,9 +208,9 @@ class ErasureModel:
 
     # -- training (eradiff.train builds a run's model through these) ------------------------------
     # ``config`` below is the training config's ``model:`` section (eradiff.train.config.ModelConfig);
-    # its keys other than family, name and sra are shared unless a family claims them here.
+    # Keys with a non-null default (factor, fill, name, …) are read by any family that wants them.
 
-    only_training_keys: tuple[str, ...] = ()  # model.* keys that only this family may set
+    training_keys: tuple[str, ...] = ()  # the optional (null-default) model.* keys this family reads
     required_training_keys: tuple[str, ...] = ()  # model.* keys this family needs
 
     @classmethod
@@ -438,7 +438,7 @@ class PixelInpaintModel(ErasureModel):
     ) -> ErasureModel:
         return cls(_pixel_config(meta["config"], where=where), unet=unet)
 
-    only_training_keys = ("unet", "schedule", "init")
+    training_keys = ("unet", "schedule", "init")
 
     @classmethod
     def for_training(cls, config: Any, *, crop_size: int) -> ErasureModel:
@@ -607,7 +607,7 @@ class LatentInpaintModel(ErasureModel):
             raise ValueError("a latent-family model needs a source (base_model) to be saved as a single file")
         return self.config_dict()
 
-    only_training_keys = ("base_model",)
+    training_keys = ("base_model",)
     required_training_keys = ("base_model",)
 
     @classmethod

@@ -155,10 +155,10 @@ class ModelConfig:
         )
         for key in FAMILIES[self.family].required_training_keys:
             _require(bool(getattr(self, key)), f"model.{key} is required for model.family={self.family}")
-        for other, cls in FAMILIES.items():
-            for key in cls.only_training_keys if other != self.family else ():
-                wrong = f"model.{key} is for the {other} family; remove it for {self.family}"
-                _require(getattr(self, key) is None, wrong)
+        chosen = FAMILIES[self.family].training_keys
+        for key in sorted({k for cls in FAMILIES.values() for k in cls.training_keys} - set(chosen)):
+            users = " or ".join(name for name, cls in FAMILIES.items() if key in cls.training_keys)
+            _require(getattr(self, key) is None, f"model.{key} is for the {users} family; remove it for {self.family}")
         if self.schedule is not None:
             from eradiff.core.schedules import ScheduleConfig
 
