@@ -5,12 +5,12 @@
 1. Connect (:func:`connect`): reuse a Ray already initialised in this process; else start a local
    instance on 127.0.0.1 for this run (``address="local"``), or join a cluster (``"auto"``,
    ``"ray://HOST:PORT"``).
-2. ``ray.data.from_items`` of the planned items, one block per batch, then ``map_batches`` with
-   the callable class :class:`RayBatchWorker` on an actor pool of ``workers`` actors
-   (``ActorPoolStrategy(size=N)``, the successor of ``concurrency=N``), ``num_cpus`` /
-   ``num_gpus`` per actor. Each actor wraps one :class:`~eradiff.batch.worker.BatchWorker`: the
-   model loads once, in the constructor; the actor reads inputs and writes outputs itself
-   (atomically) and returns only the small result rows.
+2. ``ray.data.from_items`` of the planned items, one block per batch (at most ``MAX_BLOCKS``
+   blocks), then ``map_batches`` with the callable class :class:`RayBatchWorker` on an actor
+   pool of ``workers`` actors (``ActorPoolStrategy(size=N)``, the successor of
+   ``concurrency=N``), ``num_cpus`` / ``num_gpus`` per actor. Each actor wraps one
+   :class:`~eradiff.batch.worker.BatchWorker`: the model loads once, in the constructor; the
+   actor reads inputs and writes outputs itself (atomically) and returns only the small rows.
 3. The driver iterates the rows as they stream in (execution is streaming: a bounded number of
    blocks is in flight however many items there are).
 
@@ -32,6 +32,9 @@ from .run import RayOptions
 from .worker import BatchWorker, WorkerConfig, WorkerStartError
 
 INSTALL_HINT = 'pip install -e ".[ray]"'
+# A block is one actor task: its rows reach the driver together, and a dead actor's blocks are
+# redone whole. One batch per block, up to this many blocks (1 M items at batch 4: 100 per block).
+MAX_BLOCKS = 10_000
 
 
 class RayUnavailable(ImportError):
@@ -137,7 +140,7 @@ def ray_rows(items: list[dict[str, Any]], config: WorkerConfig, options: RayOpti
         context.enable_progress_bars = False  # the command draws its own bar
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-        blocks = max(1, math.ceil(len(items) / options.batch_size))
+        blocks = max(1, min(math.ceil(len(items) / options.batch_size), MAX_BLOCKS))
         dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             RayBatchWorker,
             fn_constructor_kwargs={"config": config},

@@ -15,6 +15,7 @@ ray`` without Ray installed included), 130 for Ctrl+C (finished items are kept f
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 import sys
 from pathlib import Path
@@ -22,7 +23,14 @@ from typing import Any
 
 import typer
 
-from eradiff.cli._common import CLIError, check_device_and_backend, fail, load_erasure_model, model_option
+from eradiff.cli._common import (
+    CLIError,
+    check_device_and_backend,
+    erase_option,
+    fail,
+    load_erasure_model,
+    model_option,
+)
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.formats import FORMATS, format_key
 
@@ -30,22 +38,18 @@ RESULT_SUFFIXES = (".jsonl", ".parquet")
 MAX_LISTED_FAILURES = 10
 
 
-def erase_options(
-    *, steps: int | None, sampler: str, strength: float, eta: float, seed: int, dilate: int, feather: int,
-    no_sra: bool, prompt: str, guidance: float, init: str, reimpose: bool | None,
-) -> Any:  # fmt: skip
+def erase_options(args: dict[str, Any], *, seed: int) -> Any:
     """The batch command's model options → :class:`eradiff.options.EraseOptions` (the one mapping).
+
+    Every field of the option schema that the command has (``erase_option``), with the global seed.
 
     Raises:
         CLIError: a value out of range (exit code 2).
     """
-    from eradiff.options import EraseOptions  # torch-free: ranges are checked before torch loads
+    from eradiff.options import EraseOptions, option_infos  # torch-free: ranges are checked before torch loads
 
     try:
-        return EraseOptions(
-            steps=steps, sampler=sampler, strength=strength, eta=eta, seed=seed, dilate=dilate, feather=feather,
-            sra=not no_sra, prompt=prompt, guidance_scale=guidance, reimpose_known=reimpose, init=init,
-        )  # fmt: skip
+        return EraseOptions(**{**{name: args[name] for name in option_infos() if name in args}, "seed": seed})
     except ValueError as exc:
         raise CLIError(str(exc), 2) from exc
 
@@ -76,22 +80,23 @@ def batch_command(
     batch_size: int = typer.Option(4, "--batch-size", help="Ray: items per actor call."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo items a previous run finished."),
     model: str | None = model_option(),
-    steps: int | None = typer.Option(None, "--steps", help="Sampling steps; default: the model's own."),
-    sampler: str = typer.Option("ddim", "--sampler", help="Step rule: ddim | dpmpp-2m."),
-    strength: float = typer.Option(1.0, "--strength", help="In (0, 1]: 1 starts from pure noise (Sec. 5.4)."),
-    eta: float = typer.Option(0.0, "--eta", help="DDIM eta (0 = deterministic)."),
+    steps: int | None = erase_option("steps"),
+    sampler: str = erase_option("sampler"),
+    strength: float = erase_option("strength"),
+    eta: float = erase_option("eta"),
     seed: int = typer.Option(
-        0, "--seed", help="Global seed; an item's seed is its manifest seed, else a hash of this and its output name."
+        0,
+        "--seed",
+        help="Global seed: an item's seed is its manifest seed, else a hash of this and its output name "
+        "(-1 picks a random one and prints it).",
     ),
-    dilate: int = typer.Option(7, "--dilate", help="Grow the mask by this many pixels."),
-    feather: int = typer.Option(4, "--feather", help="Soft paste edge in pixels inside the dilated ring."),
-    no_sra: bool = typer.Option(False, "--no-sra", help="Plain self-attention (the 'w/o SRA' ablation)."),
-    prompt: str = typer.Option("", "--prompt", help="Text prompt (latent models; empty by default)."),
-    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1 = off)."),
-    init: str = typer.Option("noise", "--init", help="What strength < 1 noises: noise | telea | patchmatch."),
-    reimpose: bool | None = typer.Option(
-        None, "--reimpose/--no-reimpose", help="Re-impose the known region each step (default: on for pixel models)."
-    ),
+    dilate: int = erase_option("dilate"),
+    feather: int = erase_option("feather"),
+    sra: bool = erase_option("sra"),
+    prompt: str = erase_option("prompt"),
+    guidance_scale: float = erase_option("guidance_scale"),
+    init: str = erase_option("init"),
+    reimpose_known: bool | None = erase_option("reimpose_known"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps (on each worker)."),
     offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
     fmt: str | None = typer.Option(None, "--format", help="Output format: png | jpeg | webp | tiff | bmp."),
@@ -101,7 +106,7 @@ def batch_command(
         "--threads",
         help="torch CPU threads per worker (default: --cpus-per-worker, rounded up).",
         show_default=False,
-    ),  # fmt: skip
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; failures still print."),
 ) -> None:
     """Erase a dataset: every image of a folder or manifest, locally or on Ray; resumable."""
@@ -111,8 +116,8 @@ def batch_command(
         source=source, masks=masks, output=output, results=results, engine=engine, address=address, workers=workers,
         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, batch_size=batch_size, overwrite=overwrite,
         model=model, steps=steps, sampler=sampler, strength=strength, eta=eta, seed=seed, dilate=dilate,
-        feather=feather, no_sra=no_sra, prompt=prompt, guidance=guidance, init=init, reimpose=reimpose, device=device,
-        offline=offline, fmt=fmt, backend=backend, threads=threads,
+        feather=feather, sra=sra, prompt=prompt, guidance_scale=guidance_scale, init=init,
+        reimpose_known=reimpose_known, device=device, offline=offline, fmt=fmt, backend=backend, threads=threads,
     )  # fmt: skip
     console = Console(stderr=True, quiet=quiet, highlight=False)
     try:
@@ -205,11 +210,7 @@ def _run(console: Any, **args: Any) -> int:
     if seed == -1:
         seed = secrets.randbelow(2**31)
         print(f"seed: {seed} (pass --seed {seed} to resume this batch)", file=sys.stderr)
-    options = erase_options(
-        steps=args["steps"], sampler=args["sampler"], strength=args["strength"], eta=args["eta"], seed=seed,
-        dilate=args["dilate"], feather=args["feather"], no_sra=args["no_sra"], prompt=args["prompt"],
-        guidance=args["guidance"], init=args["init"], reimpose=args["reimpose"],
-    )  # fmt: skip
+    options = erase_options(args, seed=seed)
     try:
         items = plan(args["source"], args["masks"], out, seed=seed, fmt=fmt)
     except PlanError as exc:
@@ -228,7 +229,7 @@ def _run(console: Any, **args: Any) -> int:
         except ModelSpecError as exc:
             raise CLIError(str(exc), 1) from exc
     # 2. the workers' settings, then the engine
-    threads = args["threads"] or max(1, int(-(-args["cpus_per_worker"] // 1)))
+    threads = args["threads"] or max(1, math.ceil(args["cpus_per_worker"]))
     load = functools.partial(load_batch_model, args["model"], backend=args["backend"], device=args["device"],
                              offline=offline)  # fmt: skip
     config = WorkerConfig(load=load, options=options, fmt=fmt, threads=threads, overwrite=args["overwrite"],
@@ -236,13 +237,13 @@ def _run(console: Any, **args: Any) -> int:
     ray = RayOptions(address=args["address"], workers=args["workers"], cpus_per_worker=args["cpus_per_worker"],
                      gpus_per_worker=args["gpus_per_worker"], batch_size=args["batch_size"])  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    with _progress(console, len(items)) as on_row:
+    with _Progress(console, len(items)) as on_row:
         outcome = run_batch(items, config, results=results, engine=args["engine"], ray=ray, on_row=on_row)
     _summary(console, outcome, engine=args["engine"], workers=args["workers"])
     return 1 if outcome.counts["failed"] else 0
 
 
-class _progress:
+class _Progress:
     """A rich bar on stderr (items/s, ETA, failures so far); yields the ``on_row`` callback."""
 
     def __init__(self, console: Any, total: int) -> None:

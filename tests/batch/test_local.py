@@ -101,6 +101,16 @@ def test_corrupt_image_and_wrong_aspect_mask_fail_alone(pixel_file, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_empty_mask_copies_the_input_with_a_warning(pixel_file, tmp_path):
+    images, masks = write_dataset(tmp_path, 2)
+    Image.fromarray(np.zeros((36, 44), np.uint8)).save(masks / "im01.png")
+    result = batch_cli(images, masks, "-o", tmp_path / "out", model=pixel_file)
+    assert result.exit_code == 0, result.stderr
+    row = read_results(tmp_path / "out" / "results.jsonl")[1]
+    assert (row["status"], row["windows"]) == ("done", 0) and "mask is empty" in row["warnings"]
+    assert (tmp_path / "out" / "im01.png").read_bytes() == (images / "im01.png").read_bytes()
+
+
 def test_manifests_csv_jsonl_parquet_give_the_same_files(dataset40, local_reference, pixel_file, tmp_path):
     images, masks = dataset40
     rows = [{"image": str(images / f"im{i:02d}.png"), "mask": str(masks / f"im{i:02d}.png")} for i in range(0, 40, 7)]
@@ -246,3 +256,16 @@ def test_driver_killed_then_rerun_finishes_the_rest(pixel_file, tmp_path):
     assert all(s == "done" for k, s in rows.items() if k not in recorded)
     assert all((out / key).stat().st_mtime_ns == mtime for key, mtime in mtimes.items())
     assert not journal.exists()
+
+
+def test_model_options_map_onto_erase_options_with_the_global_seed():
+    from eradiff.cli.batch import erase_options
+    from eradiff.options import EraseOptions
+
+    args = {"steps": 3, "sampler": "dpmpp-2m", "strength": 0.5, "eta": 0.0, "dilate": 2, "feather": 1, "sra": False,
+            "prompt": "p", "guidance_scale": 2.0, "init": "telea", "reimpose_known": False, "seed": -1,
+            "workers": 4}  # fmt: skip
+    assert erase_options(args, seed=9) == EraseOptions(
+        steps=3, sampler="dpmpp-2m", strength=0.5, seed=9, dilate=2, feather=1, sra=False, prompt="p",
+        guidance_scale=2.0, init="telea", reimpose_known=False,
+    )  # fmt: skip
