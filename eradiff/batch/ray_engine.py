@@ -86,7 +86,12 @@ def connect(options: RayOptions) -> bool:
         cpus = max(1, math.ceil(options.workers * options.cpus_per_worker))
         start_local(num_cpus=cpus)
     else:
-        ray.init(address=options.address, logging_level=logging.ERROR, log_to_driver=False)
+        try:
+            ray.init(address=options.address, logging_level=logging.ERROR, log_to_driver=False)
+        except Exception as exc:  # ConnectionError, a malformed address, a Ray Client version mismatch…
+            from eradiff.errors import first_line
+
+            raise WorkerStartError(f"cannot join the Ray cluster at {options.address!r}: {first_line(exc)}") from exc
     return True
 
 

@@ -36,7 +36,10 @@ _CHUNK = 1 << 20
 
 
 class WorkerStartError(RuntimeError):
-    """A worker could not start (its model did not load): the batch stops; the message is one line."""
+    """The workers could not start (the model did not load, no Ray cluster to join): the batch stops.
+
+    The message is one line.
+    """
 
 
 @dataclass(frozen=True)
