@@ -8,11 +8,14 @@ codes: 2 for an invalid option, 1 for everything else, 130 for Ctrl+C.
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
 from eradiff.options import BACKENDS, DEVICES
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CLIError(Exception):
@@ -49,6 +52,52 @@ def erase_option(name: str) -> Any:
         text = f"{text}; -1 picks a random one and prints it"
     help_text = f"{info.help[0].upper()}{info.help[1:]}" + (f" ({text})." if text else ".")
     return typer.Option(option_defaults()[name], info.flag, help=help_text)
+
+
+def with_erase_options(*, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Give a command every CLI option of :class:`~eradiff.options.EraseOptions` (but ``exclude``).
+
+    The options are appended to the command's signature (typer reads ``__signature__``) with the
+    flag, default and help of :func:`erase_option`; the command receives them in its ``**erase``
+    keyword arguments, ready for :func:`erase_options_from`. ``erase`` and ``batch`` share them so.
+    """
+    import inspect
+    import typing
+
+    from eradiff.options import EraseOptions, option_infos
+
+    hints = typing.get_type_hints(EraseOptions)
+
+    def cli_type(name: str) -> Any:
+        return str if typing.get_origin(hints[name]) is typing.Literal else hints[name]
+
+    def wrap(command: F) -> F:
+        sig = inspect.signature(command)
+        own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        added = [
+            inspect.Parameter(name, keyword, default=erase_option(name), annotation=cli_type(name))
+            for name, info in option_infos().items()
+            if info.flag is not None and name not in exclude
+        ]
+        command.__signature__ = sig.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return command
+
+    return wrap
+
+
+def erase_options_from(values: dict[str, Any], *, seed: int) -> Any:
+    """:class:`~eradiff.options.EraseOptions` from a command's option values (unknown keys ignored).
+
+    Raises:
+        CLIError: a value out of range (exit code 2).
+    """
+    from eradiff.options import EraseOptions, option_infos  # torch-free: ranges are checked before torch loads
+
+    try:
+        return EraseOptions(**{**{k: values[k] for k in option_infos() if k in values}, "seed": seed})
+    except ValueError as exc:
+        raise CLIError(str(exc), 2) from exc
 
 
 def fail(message: str, code: int) -> NoReturn:

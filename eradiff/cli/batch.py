@@ -26,10 +26,11 @@ import typer
 from eradiff.cli._common import (
     CLIError,
     check_device_and_backend,
-    erase_option,
+    erase_options_from,
     fail,
     load_erasure_model,
     model_option,
+    with_erase_options,
 )
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.formats import FORMATS, format_key
@@ -38,27 +39,12 @@ RESULT_SUFFIXES = (".jsonl", ".parquet")
 MAX_LISTED_FAILURES = 10
 
 
-def erase_options(args: dict[str, Any], *, seed: int) -> Any:
-    """The batch command's model options → :class:`eradiff.options.EraseOptions` (the one mapping).
-
-    Every field of the option schema that the command has (``erase_option``), with the global seed.
-
-    Raises:
-        CLIError: a value out of range (exit code 2).
-    """
-    from eradiff.options import EraseOptions, option_infos  # torch-free: ranges are checked before torch loads
-
-    try:
-        return EraseOptions(**{**{name: args[name] for name in option_infos() if name in args}, "seed": seed})
-    except ValueError as exc:
-        raise CLIError(str(exc), 2) from exc
-
-
 def load_batch_model(spec: str | None, *, backend: str, device: str, offline: bool) -> Any:
     """The model of one batch worker (module level, so a ``functools.partial`` of it pickles for Ray)."""
     return load_erasure_model(spec, backend=backend, device=device, offline=offline)[0]
 
 
+@with_erase_options(exclude=("seed",))  # --seed is the global seed here (its own help above)
 def batch_command(
     source: str = typer.Argument(
         ..., help="A folder of images, or a manifest (.csv, .jsonl, .parquet); a path or URL.", show_default=False
@@ -80,23 +66,12 @@ def batch_command(
     batch_size: int = typer.Option(4, "--batch-size", help="Ray: items per actor call."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo items a previous run finished."),
     model: str | None = model_option(),
-    steps: int | None = erase_option("steps"),
-    sampler: str = erase_option("sampler"),
-    strength: float = erase_option("strength"),
-    eta: float = erase_option("eta"),
     seed: int = typer.Option(
         0,
         "--seed",
         help="Global seed: an item's seed is its manifest seed, else a hash of this and its output name "
         "(-1 picks a random one and prints it).",
     ),
-    dilate: int = erase_option("dilate"),
-    feather: int = erase_option("feather"),
-    sra: bool = erase_option("sra"),
-    prompt: str = erase_option("prompt"),
-    guidance_scale: float = erase_option("guidance_scale"),
-    init: str = erase_option("init"),
-    reimpose_known: bool | None = erase_option("reimpose_known"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps (on each worker)."),
     offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
     fmt: str | None = typer.Option(None, "--format", help="Output format: png | jpeg | webp | tiff | bmp."),
@@ -108,6 +83,7 @@ def batch_command(
         show_default=False,
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary; failures still print."),
+    **erase: Any,
 ) -> None:
     """Erase a dataset: every image of a folder or manifest, locally or on Ray; resumable."""
     from rich.console import Console
@@ -115,9 +91,7 @@ def batch_command(
     args = dict(
         source=source, masks=masks, output=output, results=results, engine=engine, address=address, workers=workers,
         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, batch_size=batch_size, overwrite=overwrite,
-        model=model, steps=steps, sampler=sampler, strength=strength, eta=eta, seed=seed, dilate=dilate,
-        feather=feather, sra=sra, prompt=prompt, guidance_scale=guidance_scale, init=init,
-        reimpose_known=reimpose_known, device=device, offline=offline, fmt=fmt, backend=backend, threads=threads,
+        model=model, seed=seed, device=device, offline=offline, fmt=fmt, backend=backend, threads=threads, **erase,
     )  # fmt: skip
     console = Console(stderr=True, quiet=quiet, highlight=False)
     try:
@@ -210,7 +184,7 @@ def _run(console: Any, **args: Any) -> int:
     if seed == -1:
         seed = secrets.randbelow(2**31)
         print(f"seed: {seed} (pass --seed {seed} to resume this batch)", file=sys.stderr)
-    options = erase_options(args, seed=seed)
+    options = erase_options_from(args, seed=seed)
     try:
         items = plan(args["source"], args["masks"], out, seed=seed, fmt=fmt)
     except PlanError as exc:
@@ -298,4 +272,4 @@ def _summary(console: Any, outcome: Any, *, engine: str, workers: int) -> None:
     console.print(f"results: {outcome.results}", markup=False, soft_wrap=True)
 
 
-__all__ = ["batch_command", "erase_options", "load_batch_model"]
+__all__ = ["batch_command", "load_batch_model"]

@@ -22,16 +22,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from eradiff.cli._common import (
     CLIError,
     check_device_and_backend,
-    erase_option,
+    erase_options_from,
     fail,
     load_erasure_model,
     model_option,
+    with_erase_options,
 )
 from eradiff.cli.hub import ModelSpecError, check_model_spec
 from eradiff.cli.threads import apply_threads, check_threads, runtime_report, threads_option
@@ -148,6 +150,7 @@ def _say(console, text: str) -> None:
         console.print(text, markup=False, soft_wrap=True)
 
 
+@with_erase_options()
 def erase_command(
     image: Path = typer.Argument(..., help="Image file, or a folder of images.", show_default=False),
     mask: Path = typer.Argument(
@@ -161,18 +164,6 @@ def erase_command(
         "(default: STEM.erased.EXT beside IMG, or IMGDIR-erased/).",
     ),
     model: str | None = model_option(),
-    steps: int | None = erase_option("steps"),
-    sampler: str = erase_option("sampler"),
-    strength: float = erase_option("strength"),
-    eta: float = erase_option("eta"),
-    seed: int = erase_option("seed"),
-    dilate: int = erase_option("dilate"),
-    feather: int = erase_option("feather"),
-    sra: bool = erase_option("sra"),
-    prompt: str = erase_option("prompt"),
-    guidance_scale: float = erase_option("guidance_scale"),
-    init: str = erase_option("init"),
-    reimpose_known: bool | None = erase_option("reimpose_known"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     offline: bool = typer.Option(False, "--offline", help="Never contact the Hugging Face hub."),
     compare: bool = typer.Option(False, "--compare", help="Also write STEM.compare.EXT (before | after)."),
@@ -183,34 +174,13 @@ def erase_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
     threads: int | None = threads_option(),
+    **erase: Any,
 ) -> None:
     """Erase what MASK covers in IMG and fill it with coherent background."""
     args = dict(
-        image=image,
-        mask=mask,
-        output=output,
-        model=model,
-        steps=steps,
-        sampler=sampler,
-        strength=strength,
-        eta=eta,
-        seed=seed,
-        dilate=dilate,
-        feather=feather,
-        sra=sra,
-        prompt=prompt,
-        guidance_scale=guidance_scale,
-        init=init,
-        reimpose_known=reimpose_known,
-        device=device,
-        offline=offline,
-        compare=compare,
-        json_out=json_out,
-        fmt=fmt,
-        backend=backend,
-        quiet=quiet,
-        threads=threads,
-    )
+        image=image, mask=mask, output=output, model=model, device=device, offline=offline, compare=compare,
+        json_out=json_out, fmt=fmt, backend=backend, quiet=quiet, threads=threads, **erase,
+    )  # fmt: skip
     console = _console(quiet)
     try:
         code = _run(console, **args)
@@ -223,15 +193,6 @@ def erase_command(
 
         fail(f"unexpected {type(exc).__name__}: {first_line(exc)}", 1)
     raise typer.Exit(code)
-
-
-def _options(args: dict, seed: int):
-    from eradiff.options import EraseOptions, option_infos  # torch-free: ranges are checked before torch loads
-
-    try:
-        return EraseOptions(**{**{name: args[name] for name in option_infos() if name in args}, "seed": seed})
-    except ValueError as exc:
-        raise CLIError(str(exc), 2) from exc
 
 
 def _check_choices(args: dict) -> str | None:
@@ -268,7 +229,7 @@ def _run(console, **args) -> int:
         seed = secrets.randbelow(2**31)
         _say(console, f"seed: {seed}")
     # 2. the options' ranges (no torch yet), then torch and the pipeline
-    options = _options(args, seed)
+    options = erase_options_from(args, seed=seed)
     t0 = time.perf_counter()
     apply_threads(args["threads"])
     timings = {"import": time.perf_counter() - t0}

@@ -259,7 +259,7 @@ def test_driver_killed_then_rerun_finishes_the_rest(pixel_file, tmp_path):
 
 
 def test_model_options_map_onto_erase_options_with_the_global_seed():
-    from eradiff.cli.batch import erase_options
+    from eradiff.cli._common import erase_options_from as erase_options
     from eradiff.options import EraseOptions
 
     args = {"steps": 3, "sampler": "dpmpp-2m", "strength": 0.5, "eta": 0.0, "dilate": 2, "feather": 1, "sra": False,
