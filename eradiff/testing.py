@@ -8,6 +8,7 @@
 | ``tiny_pixel_config``       | a small :class:`~eradiff.models.family.PixelModelConfig`              |
 | ``tiny_pixel_file``         | that model, randomly initialised, saved as one safetensors file       |
 | ``sd2_unet_config``         | the SD2 UNet configuration at a chosen width (for benchmarks)         |
+| ``assert_one_line_error``   | a CLI result failed with one ``error:`` line, the code, no traceback   |
 
 The folder is written by diffusers' own ``StableDiffusionInpaintPipeline.save_pretrained``, so
 loading it exercises the same code path a real Stable Diffusion 2 inpainting folder takes.
@@ -172,3 +173,13 @@ __all__ = [
     "tiny_sd2_inpaint_folder",
     "tiny_sd2_unet_config",
 ]
+
+
+def assert_one_line_error(result: Any, code: int = 1, match: str = "") -> None:
+    """A typer/click ``CliRunner`` result exited with ``code`` and exactly one ``error: …`` line
+    on stderr that contains ``match``, and no traceback anywhere."""
+    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert match in lines[0], lines[0]

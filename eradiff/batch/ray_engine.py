@@ -47,7 +47,7 @@ def import_ray(*, loopback: bool = False) -> Any:
     Ray picks the node address when a local instance starts: normally this machine's network
     address, or 127.0.0.1 when clusters are disabled (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
     read by ray at import and by the processes it starts). Usage statistics are off unless the
-    user turned them on.
+    user turned them on, and Ray may not patch ``builtins.print``.
 
     Raises:
         RayUnavailable: ray or ray.data cannot be imported.
@@ -55,6 +55,9 @@ def import_ray(*, loopback: bool = False) -> Any:
     if loopback:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray's progress-bar manager would otherwise replace builtins.print in this process (for good);
+    # the command draws its own bar, and a library caller's print must stay print.
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     try:
         import ray
         import ray.data  # noqa: F401

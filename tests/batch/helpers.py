@@ -43,14 +43,6 @@ def batch_cli(*args, model: Path):
     return runner.invoke(app, ["batch", "--model", str(model), "--steps", "1", "--threads", "1", "-q", *map(str, args)])
 
 
-def assert_one_line_error(result, code: int, match: str) -> None:
-    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert match in lines[0], lines[0]
-
-
 def read_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -19,8 +19,9 @@ from PIL import Image
 from eradiff.batch import item_seed
 from eradiff.batch.results import journal_path
 from eradiff.pipeline.windows import dilate_mask
+from eradiff.testing import assert_one_line_error
 
-from .helpers import assert_one_line_error, batch_cli, outputs, read_results, run_library, write_dataset
+from .helpers import batch_cli, outputs, read_results, run_library, write_dataset
 
 
 def test_folder_to_out_with_results_manifest(dataset40, local_reference, pixel_file, tmp_path):

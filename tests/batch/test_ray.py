@@ -6,6 +6,7 @@ tiny model once).
 
 from __future__ import annotations
 
+import builtins
 import collections
 import json
 import os
@@ -22,6 +23,7 @@ pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pq = pytest.importorskip("pyarrow.parquet")
 pa = pytest.importorskip("pyarrow")
+_PRINT_AT_IMPORT = builtins.print
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,9 @@ def test_a_model_that_cannot_load_stops_the_batch_with_one_line(ray_local, datas
     message = str(info.value)
     assert "could not load the model" in message and "broken.safetensors" in message and "\n" not in message
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [], "nothing written, no journal left"
+
+
+def test_ray_batches_leave_builtins_print_alone(ray_local):
+    """Run last in this module: none of the batches above may have patched print (Ray's tqdm_ray does
+    by default, which broke an unrelated test of the suite that pickles ``print``)."""
+    assert builtins.print is _PRINT_AT_IMPORT

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import eradiff.pipeline.io as pio
 from eradiff.cli import app
 from eradiff.pipeline.windows import dilate_mask
+from eradiff.testing import assert_one_line_error
 
 runner = CliRunner()
 
@@ -39,14 +40,6 @@ def erase_cli(*args, model=None):
     if model is not None:
         argv += ["--model", str(model)]
     return runner.invoke(app, argv)
-
-
-def assert_one_line_error(result, code=1, match=""):
-    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert match in lines[0], lines[0]
 
 
 def test_file_to_default_output_bit_identical_outside(tmp_path, pixel_file):

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eradiff.cli import app
-from eradiff.testing import cached, tiny_pixel_file
+from eradiff.testing import assert_one_line_error, cached, tiny_pixel_file
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
 runner = CliRunner()
@@ -25,14 +25,6 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     return cached(tmp_path_factory.getbasetemp() / "tiny-pixel.safetensors", tiny_pixel_file)
-
-
-def assert_one_line_error(result, code: int, match: str) -> None:
-    assert result.exit_code == code, (result.exit_code, result.stderr, result.stdout)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert match in lines[0], lines[0]
 
 
 def test_bad_options_exit_2(model_file):
