@@ -148,11 +148,13 @@ def ray_rows(items: list[dict[str, Any]], config: WorkerConfig, options: RayOpti
         context.enable_progress_bars = False  # the command draws its own bar
         context.print_on_execution_start = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)
-        blocks = max(1, min(math.ceil(len(items) / options.batch_size), MAX_BLOCKS))
+        # a small dataset is split so that every worker gets some of it (items are independent)
+        per_call = max(1, min(options.batch_size, math.ceil(len(items) / options.workers)))
+        blocks = max(1, min(math.ceil(len(items) / per_call), MAX_BLOCKS))
         dataset = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
             RayBatchWorker,
             fn_constructor_kwargs={"config": config},
-            batch_size=options.batch_size,
+            batch_size=per_call,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=options.workers),
             num_cpus=options.cpus_per_worker,
