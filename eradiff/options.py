@@ -50,6 +50,12 @@ class OptionInfo:
     random: bool = False
     max_length: int | None = None
 
+    def in_range(self, value: float, *, api: bool = False) -> bool:
+        """``value`` lies in [low, high] (``(low, high]`` when ``low_open``); ``api``: high = ``api_high``."""
+        high = self.api_high if api and self.api_high is not None else self.high
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        return not too_low and (high is None or value <= high)
+
     def range_text(self, *, api: bool = False) -> str:
         """``"1–500"``, ``"(0, 1]"``, ``"≥ 0"``, ``"ddim, dpmpp-2m"`` or ``""``."""
         high = self.api_high if api and self.api_high is not None else self.high
@@ -164,9 +170,7 @@ def _check_field(name: str, value: Any, info: OptionInfo) -> None:
         if value not in info.choices:
             raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, info.choices))}")
         return
-    too_low = info.low is not None and (value <= info.low if info.low_open else value < info.low)
-    too_high = info.high is not None and value > info.high
-    if too_low or too_high:
+    if not info.in_range(value):
         text = info.range_text()
         raise ValueError(f"{name} must be {'in ' + text if not text.startswith('≥') else text}, got {value}")
 

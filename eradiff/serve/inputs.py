@@ -344,7 +344,7 @@ def parse_options(raw: bytes | bytearray | str | None, *, defaults: EraseOptions
             raise ApiError(422, "bad_options", f"option {key!r} = {json.dumps(value)[:40]}: expected {what}")
     for key, value in values.items():
         _check_api_limits(key, value)
-        if key in API_OPTIONS and _json_types(key) == (int, float):
+        if OPTION_TYPES[key][0] == (int, float):
             values[key] = float(value)  # JSON's 1 is an int; the pipeline's maths takes floats
     fmt = values.pop("format", None)
     if fmt is not None:
@@ -354,9 +354,7 @@ def parse_options(raw: bytes | bytearray | str | None, *, defaults: EraseOptions
             raise ApiError(422, "bad_options", f"option 'format' = {str(fmt)[:20]!r}: choose one of {choices}")
         fmt = key
     requested_seed = values.pop("seed", defaults.seed)
-    random_seed = requested_seed is None or requested_seed == -1
-    if not random_seed and requested_seed < 0:
-        raise ApiError(422, "bad_options", f"option 'seed' = {requested_seed}: expected ≥ 0, or -1 for a random seed")
+    random_seed = requested_seed is None or requested_seed == -1  # other negatives: _check_api_limits
     merged = {**_fields(defaults), **values, "seed": seed if random_seed else requested_seed}
     try:
         options = EraseOptions(**merged)
@@ -378,9 +376,7 @@ def _check_api_limits(key: str, value: Any) -> None:
         raise ApiError(422, "bad_options", f"option {key!r} is over {info.max_length} characters")
     if info.choices is not None or isinstance(value, str | bool):
         return
-    high = info.api_high if info.api_high is not None else info.high
-    too_low = info.low is not None and (value <= info.low if info.low_open else value < info.low)
-    if too_low or (high is not None and value > high):
+    if not info.in_range(value, api=True):
         raise ApiError(422, "bad_options", f"option {key!r} = {value}: expected {OPTION_TYPES[key][1]}")
 
 
