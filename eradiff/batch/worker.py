@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eradiff.errors import EraDiffError, InputError, first_line
+from eradiff.errors import EraDiffError, InputError
 from eradiff.options import EraseOptions
 
 from .plan import local_path
@@ -165,14 +165,12 @@ class BatchWorker:
                "status": "failed", "error": item.get("error"), "seed": int(item["seed"]), "windows": None,
                "seconds": None, "worker": self.name, "digest": None, "warnings": None}  # fmt: skip
         if row["error"] is None:
+            from eradiff.pipeline.files import failure_message  # torch is loaded by now (the model)
+
             try:
                 self._erase(model, item, row)
-            except EraDiffError as exc:
-                row["error"] = str(exc)
-            except OSError as exc:
-                row["error"] = f"{str(exc.filename or item['output'])!r}: {exc.strerror or first_line(exc)}"
             except Exception as exc:  # one line per failed item; the batch goes on
-                row["error"] = f"{item['image']!r}: {type(exc).__name__}: {first_line(exc)}"
+                row["error"] = failure_message(exc, image=item["image"], output=item["output"])
         row["status"] = row["status"] if row["error"] is None else "failed"
         row["seconds"] = round(time.perf_counter() - started, 4)
         return row

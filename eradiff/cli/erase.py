@@ -296,8 +296,7 @@ def _erase_all(model, jobs: list[Job], options, *, fmt: str | None, compare: boo
 
 def _erase_one(model, job: Job, options, *, fmt: str | None, compare: bool, progress) -> None:
     """Read, erase, encode, then write atomically; failures are recorded on the job, never raised."""
-    from eradiff.errors import EraDiffError, first_line
-    from eradiff.pipeline.files import erase_file
+    from eradiff.pipeline.files import erase_file, failure_message
     from eradiff.pipeline.io import atomic_write, encode_image, side_by_side
 
     if job.error is not None:
@@ -321,12 +320,8 @@ def _erase_one(model, job: Job, options, *, fmt: str | None, compare: bool, prog
         job.timings = {"read": t["read"], "erase": t["erase"], "write": t["encode"] + time.perf_counter() - t0}
         job.report = made.result.report.to_dict()
         job.status = "copied" if made.copied else "ok"
-    except EraDiffError as exc:
-        job.status, job.error = "failed", str(exc)
-    except OSError as exc:
-        job.status, job.error = "failed", f"{str(exc.filename or job.output)!r}: {exc.strerror or first_line(exc)}"
     except Exception as exc:  # one line per failed image; the run goes on
-        job.status, job.error = "failed", f"{str(job.image)!r}: {type(exc).__name__}: {first_line(exc)}"
+        job.status, job.error = "failed", failure_message(exc, image=job.image, output=job.output)
 
 
 def _summary(jobs: list[Job], seconds: float, console) -> None:

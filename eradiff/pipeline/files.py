@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eradiff.errors import EraDiffError, first_line
 from eradiff.formats import format_for_suffix
 from eradiff.models.family import ErasureModel
 from eradiff.options import EraseOptions
@@ -89,4 +90,17 @@ def erase_file(
                       timings=timings)  # fmt: skip
 
 
-__all__ = ["ErasedFile", "erase_file"]
+def failure_message(exc: Exception, *, image: str | Path, output: str | Path) -> str:
+    """The one-line message of a file that could not be erased (the run goes on with the next).
+
+    An :class:`~eradiff.errors.EraDiffError` says it all; an OS error names its file (else the
+    output); anything else is a bug: its type and first line, with the image it happened on.
+    """
+    if isinstance(exc, EraDiffError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{str(exc.filename or output)!r}: {exc.strerror or first_line(exc)}"
+    return f"{str(image)!r}: {type(exc).__name__}: {first_line(exc)}"
+
+
+__all__ = ["ErasedFile", "erase_file", "failure_message"]

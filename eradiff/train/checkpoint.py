@@ -40,7 +40,6 @@ __all__ = [
     "load_tensors",
     "prune_checkpoints",
     "remove_partial",
-    "read_training_checkpoint",
     "resolve_resume",
     "rng_state",
     "save_tensors",
@@ -270,11 +269,6 @@ class TrainingCheckpoint:
 
     def rng_tensors(self) -> dict[str, torch.Tensor]:
         return load_tensors(self.path / "rng.safetensors")
-
-
-def read_training_checkpoint(path: Path) -> TrainingCheckpoint:
-    """:class:`TrainingCheckpoint` of ``path``."""
-    return TrainingCheckpoint(path)
 
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:

@@ -548,7 +548,7 @@ class _Run:
 
     def restore(self, resume_dir: Path) -> None:
         """Weights, optimizer, schedules, EMA, counters and RNG states of the checkpoint ``resume_dir``."""
-        saved = ckpt.read_training_checkpoint(resume_dir)
+        saved = ckpt.TrainingCheckpoint(resume_dir)
         state = saved.state
         mismatch = load_fitting_weights(self.unet, saved.unet)
         if mismatch is not None:
