@@ -63,3 +63,14 @@ def run_library(source, masks, out: Path, model: Path, **kwargs):
     items = plan(str(source), None if masks is None else str(masks), out, seed=0)
     overwrite = kwargs.pop("overwrite", False)
     return run_batch(items, config_for(model, overwrite=overwrite), results=out / "results.jsonl", **kwargs)
+
+
+def interrupt_after(n: int, seen: list[str]):
+    """An ``on_row`` callback that records each row's key and raises KeyboardInterrupt at the n-th."""
+
+    def on_row(row) -> None:
+        seen.append(row["key"])
+        if len(seen) == n:
+            raise KeyboardInterrupt
+
+    return on_row

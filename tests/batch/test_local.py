@@ -21,7 +21,7 @@ from eradiff.batch.results import journal_path
 from eradiff.pipeline.windows import dilate_mask
 from eradiff.testing import assert_one_line_error
 
-from .helpers import batch_cli, outputs, read_results, run_library, write_dataset
+from .helpers import batch_cli, interrupt_after, outputs, read_results, run_library, write_dataset
 
 
 def test_folder_to_out_with_results_manifest(dataset40, local_reference, pixel_file, tmp_path):
@@ -211,15 +211,9 @@ def test_engine_ray_without_ray_exits_2_with_the_install_line(dataset40, pixel_f
 def test_ctrl_c_keeps_the_journal_and_the_rerun_skips_what_it_recorded(pixel_file, tmp_path):
     images, masks = write_dataset(tmp_path, 12)
     out = tmp_path / "out"
-    seen = []
-
-    def interrupt_after_five(row):
-        seen.append(row["key"])
-        if len(seen) == 5:
-            raise KeyboardInterrupt
-
+    seen: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        run_library(images, masks, out, pixel_file, on_row=interrupt_after_five)
+        run_library(images, masks, out, pixel_file, on_row=interrupt_after(5, seen))
     assert not (out / "results.jsonl").exists()
     assert [r["key"] for r in read_results(journal_path(out / "results.jsonl"))] == seen
     outcome = run_library(images, masks, out, pixel_file)

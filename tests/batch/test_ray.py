@@ -17,7 +17,7 @@ import pytest
 from eradiff.batch import RayOptions
 from eradiff.batch.results import journal_path
 
-from .helpers import outputs, read_results, run_library
+from .helpers import interrupt_after, outputs, read_results, run_library
 
 pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -82,16 +82,10 @@ def test_interrupted_driver_then_rerun_skips_what_was_finished(ray_local, datase
                                                                tmp_path):  # fmt: skip
     images, masks = dataset40
     out = tmp_path / "out"
-    seen = []
-
-    def interrupt_after_eight(row):
-        seen.append(row["key"])
-        if len(seen) == 8:
-            raise KeyboardInterrupt
-
+    seen: list[str] = []
     ray = RayOptions(workers=2, batch_size=2)
     with pytest.raises(KeyboardInterrupt):
-        run_library(images, masks, out, pixel_file, engine="ray", ray=ray, on_row=interrupt_after_eight)
+        run_library(images, masks, out, pixel_file, engine="ray", ray=ray, on_row=interrupt_after(8, seen))
     journal = [json.loads(line) for line in journal_path(out / "results.jsonl").read_text().splitlines()]
     assert [r["key"] for r in journal] == seen and not (out / "results.jsonl").exists()
     mtimes = {key: (out / key).stat().st_mtime_ns for key in seen}
