@@ -66,11 +66,12 @@ class VGG16Trunk(nn.Module):
                 i += 1
         self.pools = nn.ModuleList([nn.MaxPool2d(2, 2) if pool == "max" else L2Pool(c) for c in VGG_CHANNELS[:-1]])
 
-    def forward(self, x: Tensor) -> list[Tensor]:
+    def forward(self, x: Tensor, *, stages: int = 5) -> list[Tensor]:
+        """The first ``stages`` (1–5) stage activations: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3."""
         outs = []
         i = 0
         h = x
-        for s, stage in enumerate(_VGG_STAGES):
+        for s, stage in enumerate(_VGG_STAGES[:stages]):
             if s > 0:
                 h = self.pools[s - 1](h)
             for _ in range(len(stage) - 1):

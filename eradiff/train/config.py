@@ -44,6 +44,9 @@ work).
 | objective.perceptual         | none          | none, alex or vgg: + LPIPS of x̂_0 on the mask box           |
 | objective.perceptual_weight  | 1.0           | weight of that LPIPS term in the per-sample loss            |
 | objective.perceptual_size    | 96            | side the mask-box crops are resized to for it (pixels)      |
+| objective.texture            | none          | none or gram: + VGG Gram-matrix (style) loss on the mask box |
+| objective.texture_weight     | 1.0           | weight of that texture term in the per-sample loss          |
+| objective.texture_size       | 64            | side the mask-box crops are resized to for it (pixels)      |
 | optim.lr                     | 3.0e-6        | AdamW learning rate (the paper's, for SD fine-tuning)       |
 | optim.betas                  | [0.9, 0.999]  | AdamW β₁, β₂                                                |
 | optim.eps                    | 1.0e-8        | AdamW ε                                                     |
@@ -243,8 +246,13 @@ class ObjectiveConfig:
     perceptual: Literal["none", "alex", "vgg"] = "none"
     perceptual_weight: float = 1.0
     perceptual_size: int = 96
+    texture: Literal["none", "gram"] = "none"
+    texture_weight: float = 1.0
+    texture_size: int = 64
 
     def __post_init__(self) -> None:
+        _require(self.texture_weight >= 0, f"objective.texture_weight must be ≥ 0, got {self.texture_weight}")
+        _require(self.texture_size >= 16, f"objective.texture_size must be ≥ 16, got {self.texture_size}")
         _require(self.perceptual_weight >= 0, f"objective.perceptual_weight must be ≥ 0, got {self.perceptual_weight}")
         _require(self.perceptual_size >= 32, f"objective.perceptual_size must be ≥ 32, got {self.perceptual_size}")
         _require(self.p_std > 0, f"objective.p_std must be > 0, got {self.p_std}")

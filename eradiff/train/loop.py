@@ -44,7 +44,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,7 @@ def micro_step(
     backward,
     t_probs: torch.Tensor | None = None,
     fill: torch.Tensor | None = None,
-    perceptual=None,
-    perceptual_weight: float = 0.0,
+    x0_terms: Sequence[tuple[torch.nn.Module, float]] = (),
 ) -> torch.Tensor:
     """Steps 2–4 of the module docstring for one micro-batch, then ``backward(mean loss)``.
 
@@ -209,8 +208,10 @@ def micro_step(
         backward: called with the mean loss (``accelerator.backward`` or ``Tensor.backward``).
         t_probs: (T,) probabilities of τ (``objective.timesteps``); None = uniform.
         fill: the precomputed hole fill of x_obj (b, 3, S, S) from the data workers, or None.
-        perceptual: a :class:`~eradiff.train.perceptual.PerceptualTerm` (``objective.perceptual``)
-            added with ``perceptual_weight`` on the decoded x̂_0 of the objective's one model call.
+        x0_terms: ``(term, weight)`` pairs, each ``term(x0_hat, x_ori, M) -> (b,)`` added with its
+            weight on the decoded x̂_0 of the objective's one model call: the
+            :class:`~eradiff.train.perceptual.PerceptualTerm` (``objective.perceptual``) and
+            :class:`~eradiff.train.perceptual.TextureTerm` (``objective.texture``).
 
     Returns:
         The per-sample losses (b,), detached.
@@ -244,14 +245,27 @@ def micro_step(
 
     with model.sra_scope(cond.mask if sra else None, enabled=sra):
         losses = objective(model_fn, z_ori, z_obj, draw, weight=weight)
-        if perceptual is not None and perceptual_weight > 0:
+        if x0_terms:
             ((z_t, t, out),) = calls
             alpha_bar = model.schedule.alpha_bar().to(dev, torch.float32)[t]
             z0_hat, _ = core.predict_x0_eps(z_t, out, alpha_bar, prediction_type=model.schedule.prediction_type)
             x0_hat = model.decode(z0_hat, cond).float()
-            losses = losses + perceptual_weight * perceptual(x0_hat, x_ori.float(), M)
+            for term, w in x0_terms:
+                losses = losses + w * term(x0_hat, x_ori.float(), M)
         backward(losses.mean())
     return losses.detach()
+
+
+def build_x0_terms(oj, device) -> list[tuple[torch.nn.Module, float]]:
+    """The ``(term, weight)`` pairs on x̂_0 that ``objective.perceptual`` and ``objective.texture`` ask for."""
+    from eradiff.train.perceptual import PerceptualTerm, TextureTerm
+
+    terms: list[tuple[torch.nn.Module, float]] = []
+    if oj.perceptual != "none" and oj.perceptual_weight > 0:
+        terms.append((PerceptualTerm(oj.perceptual, size=oj.perceptual_size).to(device), oj.perceptual_weight))
+    if oj.texture != "none" and oj.texture_weight > 0:
+        terms.append((TextureTerm(size=oj.texture_size).to(device), oj.texture_weight))
+    return terms
 
 
 def _has_accelerator() -> bool:
@@ -523,11 +537,7 @@ class _Run:
             self.t_probs = core.lognormal_timestep_probs(
                 self.model.schedule.alpha_bar(), p_mean=oj.p_mean, p_std=oj.p_std, uniform_share=oj.uniform_share
             )
-        self.perceptual = None
-        if oj.perceptual != "none":
-            from eradiff.train.perceptual import PerceptualTerm
-
-            self.perceptual = PerceptualTerm(oj.perceptual, size=oj.perceptual_size).to(self.device)
+        self.x0_terms = build_x0_terms(oj, self.device)
         optimizer = torch.optim.AdamW(
             unet.parameters(), lr=oc.lr, betas=oc.betas, eps=oc.eps, weight_decay=oc.weight_decay
         )
@@ -678,7 +688,7 @@ class _Run:
             self.model, self.unet_ddp, self.objective, x_ori, x_obj, M, gens,
             encode_obj=oj.kind != "standard", gamma_max=oj.gamma_max, mask_weight=oj.mask_weight,
             sra=self.config.model.sra, backward=self.accelerator.backward, t_probs=self.t_probs, fill=fill,
-            perceptual=self.perceptual, perceptual_weight=oj.perceptual_weight,
+            x0_terms=self.x0_terms,
         )  # fmt: skip
 
     def optimizer_step(self, it) -> tuple[float, bool, float]:

@@ -58,3 +58,52 @@ class PerceptualTerm(torch.nn.Module):
         hole = M[:, None].to(x0_hat.dtype)
         x = hole * x0_hat.clamp(-1, 1) + (1 - hole) * x_ori
         return self.lpips(box_crops(x, M, size=self.size), box_crops(x_ori, M, size=self.size))
+
+
+def gram(f: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c c"]:
+    """Gram matrix of feature maps, G = F Fᵀ / (c·h·w) with F the (b, c, h·w) flattened features."""
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+class TextureTerm(torch.nn.Module):
+    """``term(x0_hat, x_ori, M) -> (b,)``: a Gram-matrix (style) loss on the mask box.
+
+    The texture statistic of Gatys et al. as inpainting models use it (Liu et al. 2018, EdgeConnect):
+    Σ_l mean |G_l(x̂) − G_l(x_ori)| over VGG16 relu1_2, relu2_2 and relu3_3 of the composited box
+    crops (see :class:`PerceptualTerm`). Gram matrices discard *where* features sit, so the term asks
+    the hole for the same texture statistics as the truth without asking for its exact layout;
+    the conditional-mean blur an MSE objective learns has too little high-frequency energy and is
+    penalised. The trunk is the ImageNet VGG16 of LPIPS-vgg, frozen, with LPIPS' input scaling.
+
+    Args:
+        size: side the box crops are resized to (≥ 16).
+    """
+
+    def __init__(self, *, size: int) -> None:
+        super().__init__()
+        from eradiff.metrics._nets import VGG16Trunk, load_trunk
+        from eradiff.metrics.lpips import _SCALE, _SHIFT
+        from eradiff.metrics.weights import lpips_weights
+
+        self.size = size
+        self.trunk = load_trunk(VGG16Trunk(pool="max"), lpips_weights("vgg"))
+        self.register_buffer("shift", torch.tensor(_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(_SCALE).view(1, 3, 1, 1), persistent=False)
+
+    def forward(
+        self, x0_hat: Float[Tensor, "b 3 h w"], x_ori: Float[Tensor, "b 3 h w"], M: Bool[Tensor, "b h w"]
+    ) -> Float[Tensor, " b"]:
+        hole = M[:, None].to(x0_hat.dtype)
+        x = hole * x0_hat.clamp(-1, 1) + (1 - hole) * x_ori
+        with torch.no_grad():  # the target's features need no graph
+            targets = [gram(f) for f in self._features(x_ori, M)]
+        total = torch.zeros(x.shape[0], device=x.device)
+        for f, gy in zip(self._features(x, M), targets, strict=True):
+            total = total + (gram(f) - gy).abs().mean(dim=(1, 2))
+        return total
+
+    def _features(self, x: Tensor, M: Tensor) -> list[Tensor]:
+        crops = box_crops(x, M, size=self.size).float()
+        return self.trunk((crops - self.shift) / self.scale, stages=3)
