@@ -2,7 +2,10 @@
 
 import csv
 import hashlib
+import io
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -476,3 +479,181 @@ def test_real_manifest():
     assert max(max(b["size"]) for b in m["backgrounds"]) <= m["params"]["max_side"]
     train = CutoutSource.from_manifest(path, "train")
     assert len(train.backgrounds) == counts["backgrounds"]["train"] and len(train) == counts["objects"]["train"]
+
+
+# ----------------------------------------------------------------------------- Debian: opt-in more photos
+
+#: sha256 of debian_sha256.json before the opt-in packages were pinned in it: the default
+#: manifest's params["checksums"] (the shipped configs were trained on that manifest).
+DEFAULT_PINS_SHA256 = "92b3b1101806a384097cd00637530840508f8f7c7b4e9b9d6d33c7f5c796f7bd"
+
+
+def test_default_pins_digest_ignores_the_opt_in_pins(tmp_path, monkeypatch):
+    assert debian._pins_digest(debian.PACKAGES) == DEFAULT_PINS_SHA256
+    assert set(debian.MORE_PACKAGES) <= set(debian._load_pins())  # every opt-in package is pinned
+    assert not set(debian.MORE_PACKAGES) & set(debian.PACKAGES)
+    assert not set(debian.MORE_BACKGROUND_FILES) & {"lomiri-wallpapers-16.04", "palapeli-data", "openclipart-png"}
+    # Written with the default pins alone, the file's sha256 is that digest; more pins leave it unchanged.
+    pins = debian._load_pins()
+    monkeypatch.setattr(debian, "CHECKSUM_FILE", tmp_path / "pins.json")
+    debian._save_pins({p: pins[p] for p in debian.PACKAGES})
+    assert debian._sha256_file(debian.CHECKSUM_FILE) == DEFAULT_PINS_SHA256
+    debian._save_pins(pins)
+    assert debian._pins_digest(debian.PACKAGES) == DEFAULT_PINS_SHA256
+
+
+def _jpeg(rng, w, h) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_embedded_jpeg_picks_the_largest():
+    rng = np.random.default_rng(0)
+    small, big = _jpeg(rng, 40, 30), _jpeg(rng, 80, 60)
+    data = b"eet\xff\xd8\xffjunk" + small + b"\x00" * 7 + big + b"tail"
+    offset, image = debian._embedded_jpeg(data)
+    assert offset == data.index(big) and Image.open(io.BytesIO(image)).size == (80, 60)
+    with pytest.raises(debian.DebianFetchError, match="no embedded JPEG"):
+        debian._embedded_jpeg(b"nothing here")
+
+
+def test_licence_by_source_path():
+    stanzas = debian._parse_dep5(
+        "Files: *\nCopyright: A\nLicense: BSD-3\n\nFiles: external/wesaturate/*\nCopyright: none\nLicense: CC0\n"
+    )
+    assert debian._licence_for_source(stanzas, "external/wesaturate/500px/x.png").short_name == "CC0"
+    assert debian._licence_for_source(stanzas, "jxl/flower/flower.png").short_name == "BSD-3"
+
+
+MORE_COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+
+Files: *
+Copyright: 2020 Someone
+License: GPL-2+
+
+Files: data/*.edj
+Copyright: 2021 Photographer
+License: CC0-1.0
+"""
+
+
+def _fake_packages(tmp_path, monkeypatch):
+    """Three default packages and two opt-in ones as folders; dpkg -x copies them."""
+    rng = np.random.default_rng(0)
+    trees = tmp_path / "trees"
+
+    def put(pkg: str, rel: str, data: bytes) -> None:
+        (trees / pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (trees / pkg / rel).write_bytes(data)
+
+    bg = {"mate-backgrounds": tuple(f"usr/share/bg/p{i}.jpg" for i in range(6))}
+    for rel in bg["mate-backgrounds"]:
+        put("mate-backgrounds", rel, _jpeg(rng, 120, 80))
+    put("mate-backgrounds", "usr/share/doc/mate-backgrounds/copyright", COPYRIGHT.encode())
+    for i in range(10):
+        rgba = rng.integers(0, 256, (48, 48, 4), dtype=np.uint8)
+        rgba[..., 3] = 255
+        buf = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+        put("tuxpaint-stamps-default", f"{debian.STAMP_ROOT}/{'animals' if i < 5 else 'food'}/s{i}.png", buf.getvalue())
+    put("tuxpaint-stamps-default", "usr/share/doc/tuxpaint-stamps-default/copyright", COPYRIGHT.encode())
+    more = {
+        "more-a": ("usr/share/more/x.jpg", "usr/share/more/data/y.edj"),
+        "more-b": ("usr/share/b/z.png",),
+    }
+    put("more-a", "usr/share/more/x.jpg", _jpeg(rng, 100, 70))
+    put("more-a", "usr/share/more/data/y.edj", b"eet" + _jpeg(rng, 30, 20) + b"\x00" + _jpeg(rng, 90, 60))
+    put("more-a", "usr/share/doc/more-a/copyright", MORE_COPYRIGHT.encode())
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(buf, "PNG")
+    put("more-b", "usr/share/b/z.png", buf.getvalue())
+    put("more-b", "usr/share/doc/more-b/copyright", b"Not a DEP-5 file. GPL-2.\n")
+
+    packages = ("mate-backgrounds", "tuxpaint-stamps-default")
+    pins = {p: debian._Pinned("1", f"{p}_1_all.deb", "0" * 64) for p in (*packages, *more)}
+    monkeypatch.setattr(debian, "CHECKSUM_FILE", tmp_path / "pins.json")
+    debian._save_pins(pins)
+    monkeypatch.setattr(debian, "BACKGROUND_FILES", bg)
+    monkeypatch.setattr(debian, "BACKGROUND_PACKAGES", ("mate-backgrounds",))
+    monkeypatch.setattr(debian, "PACKAGES", packages)
+    monkeypatch.setattr(debian, "HELD_OUT", {"mate-backgrounds/p2": "example photo"})
+    monkeypatch.setattr(debian, "MORE_BACKGROUND_FILES", more)
+    monkeypatch.setattr(debian, "MORE_PACKAGES", tuple(more))
+    monkeypatch.setattr(debian, "MORE_SOURCE_PREFIX", {"more-a": ("usr/share/more/", "")})
+    monkeypatch.setattr(
+        debian, "MORE_LICENCE_OVERRIDES", {"more-b": {"licence": "GPL-2", "copyright": "2019 B (README)"}}
+    )
+    monkeypatch.setattr(debian, "MORE_UPSTREAM_LICENCE", {"more-b": ("usr/share/b/LICENSE", "CC-BY-4.0")})
+
+    def fake_fetch(debs, *, record_checksums, packages):
+        assert not record_checksums
+        return {p: (debs / pins[p].filename, pins[p]) for p in packages}
+
+    def fake_run(cmd, *, cwd=None):
+        assert cmd[:2] == ["dpkg", "-x"], cmd
+        pkg = Path(cmd[2]).name.split("_")[0]
+        shutil.copytree(trees / pkg, cmd[3])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(debian, "_fetch_debs", fake_fetch)
+    monkeypatch.setattr(debian, "_run", fake_run)
+
+
+def test_more_photos_only_add_training_photos(tmp_path, monkeypatch):
+    _fake_packages(tmp_path, monkeypatch)
+    default = json.loads(debian.fetch_debian_dataset(tmp_path / "default").read_text())
+    more_path = debian.fetch_debian_dataset(tmp_path / "more", more_photos=True)
+    more = json.loads(more_path.read_text())
+
+    # Without the option: no trace of it; the opt-in packages are not even downloaded.
+    assert "more_photos" not in default and set(default["params"]) == {
+        "seed", "val_fraction", "max_side", "checksums", "rules"
+    }  # fmt: skip
+    assert set(default["packages"]) == {"mate-backgrounds", "tuxpaint-stamps-default"}
+    assert default["params"]["checksums"] == debian._pins_digest(debian.PACKAGES)
+    # With it: the validation split, the default photos and the objects are exactly the same.
+    assert more["splits"]["backgrounds"]["val"] == default["splits"]["backgrounds"]["val"]
+    assert more["splits"]["objects"] == default["splits"]["objects"]
+    assert more["objects"] == default["objects"] and more["held_out"] == default["held_out"]
+    assert more["backgrounds"][: len(default["backgrounds"])] == default["backgrounds"]
+    assert {k: v for k, v in more["params"].items() if k not in ("more_photos", "checksums_more")} == default["params"]
+    # ... and every new photo is in train, never held out.
+    new = more["backgrounds"][len(default["backgrounds"]) :]
+    assert [b["id"] for b in new] == ["more-a/x", "more-a/y", "more-b/z"]
+    assert all(b["split"] == "train" and not b["held_out"] and b["more_photos"] for b in new)
+    assert more["splits"]["backgrounds"]["train"] == default["splits"]["backgrounds"]["train"] + [b["id"] for b in new]
+    assert more["counts"]["backgrounds"]["train"] == default["counts"]["backgrounds"]["train"] + 3
+    assert more["more_photos"]["by_package"] == {"more-a": 2, "more-b": 1}
+    x, y, z = new
+    assert (x["licence"], x["licence_source_path"]) == ("GPL-2+", "x.jpg")
+    assert (y["licence"], y["copyright"], y["licence_source_path"]) == ("CC0-1.0", "2021 Photographer", "data/y.edj")
+    assert y["size"] == [90, 60] and y["embedded_jpeg_offset"] > 3
+    assert (z["licence"], z["upstream_licence"]) == ("GPL-2", "CC-BY-4.0")
+    assert (tmp_path / "more" / "licences" / "more-b" / "copyright").exists()
+    train = CutoutSource.from_manifest(more_path, "train")
+    assert len(train.backgrounds) == more["counts"]["backgrounds"]["train"]
+    val_old = CutoutSource.from_manifest(tmp_path / "default" / "manifest.json", "val")
+    val_new = CutoutSource.from_manifest(more_path, "val")
+    assert [p.relative_to(tmp_path / "more") for p in val_new.backgrounds + val_new.objects] == [
+        p.relative_to(tmp_path / "default") for p in val_old.backgrounds + val_old.objects
+    ]
+    # A second call with the same option is up to date; the default call still finds its own.
+    assert debian.fetch_debian_dataset(tmp_path / "more", more_photos=True) == more_path
+    assert debian._manifest_matches(tmp_path / "default" / "manifest.json", default["params"])
+
+
+@pytest.mark.slow
+def test_real_more_photos_manifest_keeps_the_validation_split():
+    path, default_path = ROOT / "data" / "debian-more" / "manifest.json", ROOT / "data" / "debian" / "manifest.json"
+    if not (path.exists() and default_path.exists()):
+        pytest.skip("data/debian-more not built (python -m eradiff.train.datasets.debian --cache data/debian-more "
+                    "--more-photos) or data/debian missing")  # fmt: skip
+    m, d = json.loads(path.read_text()), json.loads(default_path.read_text())
+    assert m["params"]["more_photos"] and "more_photos" not in d["params"]
+    assert m["splits"]["backgrounds"]["val"] == d["splits"]["backgrounds"]["val"]
+    assert m["splits"]["objects"] == d["splits"]["objects"] and m["objects"] == d["objects"]
+    assert m["backgrounds"][: len(d["backgrounds"])] == d["backgrounds"]
+    new = m["backgrounds"][len(d["backgrounds"]) :]
+    assert len(new) >= 40 and all(b["split"] == "train" and b["package"] in debian.MORE_PACKAGES for b in new)
+    assert all(b["licence"] and b["copyright"] for b in new)

