@@ -38,6 +38,14 @@ def box_crops(
     return torch.cat(out)
 
 
+def composite(
+    x0_hat: Float[Tensor, "b 3 h w"], x_ori: Float[Tensor, "b 3 h w"], M: Bool[Tensor, "b h w"]
+) -> Float[Tensor, "b 3 h w"]:
+    """x̂_0 (clamped to [−1, 1]) inside the hole, x_ori outside: what ``eradiff erase`` writes."""
+    hole = M[:, None].to(x0_hat.dtype)
+    return hole * x0_hat.clamp(-1, 1) + (1 - hole) * x_ori
+
+
 class PerceptualTerm(torch.nn.Module):
     """``term(x0_hat, x_ori, M) -> (b,)``: LPIPS between the composited x̂_0 and x_ori on the mask box.
 
@@ -55,8 +63,7 @@ class PerceptualTerm(torch.nn.Module):
     def forward(
         self, x0_hat: Float[Tensor, "b 3 h w"], x_ori: Float[Tensor, "b 3 h w"], M: Bool[Tensor, "b h w"]
     ) -> Float[Tensor, " b"]:
-        hole = M[:, None].to(x0_hat.dtype)
-        x = hole * x0_hat.clamp(-1, 1) + (1 - hole) * x_ori
+        x = composite(x0_hat, x_ori, M)
         return self.lpips(box_crops(x, M, size=self.size), box_crops(x_ori, M, size=self.size))
 
 
@@ -95,8 +102,7 @@ class TextureTerm(torch.nn.Module):
     def forward(
         self, x0_hat: Float[Tensor, "b 3 h w"], x_ori: Float[Tensor, "b 3 h w"], M: Bool[Tensor, "b h w"]
     ) -> Float[Tensor, " b"]:
-        hole = M[:, None].to(x0_hat.dtype)
-        x = hole * x0_hat.clamp(-1, 1) + (1 - hole) * x_ori
+        x = composite(x0_hat, x_ori, M)
         with torch.no_grad():  # the target's features need no graph
             targets = [gram(f) for f in self._features(x_ori, M)]
         total = torch.zeros(x.shape[0], device=x.device)

@@ -87,27 +87,34 @@ def test_texture_prefers_a_new_sample_of_the_texture_to_the_blurred_truth():
     assert (term(other_sample, x_ori, M) < 0.5 * term(blurred, x_ori, M)).all()
 
 
-def test_training_with_the_term_adds_it_and_lowers_the_loss(tmp_path):
-    base = ["objective.kind=standard", "optim.schedule=constant", *QUIET]
-    plain = train(load_config(ROOT / "configs/tiny-test.yaml", [*base, f"output_dir={tmp_path / 'a'}"]))
+BASE = ["objective.kind=standard", "optim.schedule=constant", *QUIET]
+
+
+@pytest.fixture(scope="module")
+def plain_losses(tmp_path_factory):
+    """Losses of the tiny run without x̂_0 terms (the same seed and draws as the runs with them)."""
+    out = tmp_path_factory.mktemp("plain")
+    return np.array(train(load_config(ROOT / "configs/tiny-test.yaml", [*BASE, f"output_dir={out}"])).losses)
+
+
+def test_training_with_the_term_adds_it_and_lowers_the_loss(tmp_path, plain_losses):
     with_term = train(
         load_config(
             ROOT / "configs/tiny-test.yaml",
-            [*base, f"output_dir={tmp_path / 'b'}", "objective.perceptual=alex", "objective.perceptual_size=32"],
+            [*BASE, f"output_dir={tmp_path / 'b'}", "objective.perceptual=alex", "objective.perceptual_size=32"],
         )
     )
-    a, b = np.array(plain.losses), np.array(with_term.losses)
+    a, b = plain_losses, np.array(with_term.losses)
     assert np.isfinite(b).all()
     assert b[0] > a[0] + 0.01  # same seed, same first draw: the LPIPS term is in the loss
     assert b[-10:].mean() < 0.9 * b[:10].mean()
 
 
-def test_training_with_the_texture_term_adds_it_and_stays_finite(tmp_path):
-    base = ["objective.kind=standard", "optim.schedule=constant", *QUIET, "train.max_steps=4"]
-    plain = train(load_config(ROOT / "configs/tiny-test.yaml", [*base, f"output_dir={tmp_path / 'a'}"]))
+def test_training_with_the_texture_term_adds_it_and_stays_finite(tmp_path, plain_losses):
     texture = ["objective.texture=gram", "objective.texture_size=32", "objective.texture_weight=100"]
-    with_term = train(load_config(ROOT / "configs/tiny-test.yaml", [*base, f"output_dir={tmp_path / 'b'}", *texture]))
-    a, b = np.array(plain.losses), np.array(with_term.losses)
+    cfg = [*BASE, "train.max_steps=4", f"output_dir={tmp_path / 'b'}", *texture]
+    with_term = train(load_config(ROOT / "configs/tiny-test.yaml", cfg))
+    a, b = plain_losses, np.array(with_term.losses)
     assert np.isfinite(b).all()
     assert b[0] > a[0] + 1e-3  # same seed, same first draw: the Gram term is in the loss
 
