@@ -61,6 +61,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -434,25 +435,22 @@ def _glob_matches(installed: str, glob: str) -> bool:
     return not any(c in base for c in "*?[") and base == parts[-1]
 
 
-def _licence_for(stanzas: list[tuple[list[str], _Licence]], installed: str) -> _Licence:
+def _licence_for(
+    stanzas: list[tuple[list[str], _Licence]], path: str, *, matches: Callable[[str, str], bool] = _glob_matches
+) -> _Licence:
+    """The licence of ``path``: the last DEP-5 stanza with a glob that ``matches(path, glob)`` (DEP-5)."""
     found = None
-    for globs, lic in stanzas:  # the last matching stanza wins (DEP-5)
-        if any(_glob_matches(installed, g) for g in globs):
+    for globs, lic in stanzas:
+        if any(matches(path, g) for g in globs):
             found = lic
     if found is None:
-        raise DebianFetchError(f"no licence stanza in the copyright file matches {installed}")
+        raise DebianFetchError(f"no licence stanza in the copyright file matches {path}")
     return found
 
 
 def _licence_for_source(stanzas: list[tuple[list[str], _Licence]], source: str) -> _Licence:
     """DEP-5 lookup by source-tree path (``*`` also matches ``/``); the last matching stanza wins."""
-    found = None
-    for globs, lic in stanzas:
-        if any(fnmatch.fnmatchcase(source, g) for g in globs):
-            found = lic
-    if found is None:
-        raise DebianFetchError(f"no licence stanza in the copyright file matches {source}")
-    return found
+    return _licence_for(stanzas, source, matches=fnmatch.fnmatchcase)
 
 
 # ----------------------------------------------------------------------------- step 3: backgrounds
@@ -721,6 +719,7 @@ def fetch_debian_dataset(
     cache_dir = Path(cache_dir)
     manifest_path = cache_dir / "manifest.json"
     packages = PACKAGES + (MORE_PACKAGES if more_photos else ())
+
     params = {
         "seed": seed,
         "val_fraction": val_fraction,
@@ -871,27 +870,48 @@ def _assign_splits(backgrounds: list[dict], objects: list[dict], *, seed: int, v
         o["held_out"] = False
 
 
+def _background_entry(
+    pkg: str, rel: str, stem: str, root: Path, cache_dir: Path, common: dict, *, listing: str, max_side: int,
+    embedded: bool = False,
+) -> dict:  # fmt: skip
+    """Prepare ``root/rel`` into ``backgrounds/<pkg>/<stem>`` and return its manifest entry (no licence).
+
+    ``listing`` names the table to update when the package no longer holds ``rel``. ``embedded``:
+    the file is an archive (``.edj``); its largest embedded JPEG is the photo, and its offset is
+    recorded as ``embedded_jpeg_offset``.
+    """
+    src = root / rel
+    if not src.exists():
+        raise DebianFetchError(f"{pkg} no longer contains {rel}: update {listing}")
+    dst_dir = cache_dir / "backgrounds" / pkg
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    extra, image = {}, None
+    if embedded:
+        try:
+            extra["embedded_jpeg_offset"], image = _embedded_jpeg(src.read_bytes())
+        except DebianFetchError as e:
+            raise DebianFetchError(f"{pkg}: {rel}: {e}") from None
+    info = _prepare_background(src, dst_dir / stem, max_side=max_side, image=image)
+    return {
+        "id": f"{pkg}/{stem}",
+        **common,
+        "source_path": rel,
+        **extra,
+        "path": str(info.pop("_dst").relative_to(cache_dir)),
+        **info,
+    }
+
+
 def _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> list[dict]:
     out = []
     for rel in BACKGROUND_FILES[pkg]:
-        src = root / rel
-        if not src.exists():
-            raise DebianFetchError(f"{pkg} no longer contains {rel}: update BACKGROUND_FILES")
         stem = Path(rel).stem if pkg != "plasma-workspace-wallpapers" else rel.split("/")[3]
-        dst_dir = cache_dir / "backgrounds" / pkg
-        dst_dir.mkdir(parents=True, exist_ok=True)
-        info = _prepare_background(src, dst_dir / stem, max_side=max_side)
+        entry = _background_entry(
+            pkg, rel, stem, root, cache_dir, common, listing="BACKGROUND_FILES", max_side=max_side
+        )
         lic = _licence_for(stanzas, rel)
-        entry = {
-            "id": f"{pkg}/{stem}",
-            **common,
-            "source_path": rel,
-            "path": str(info.pop("_dst").relative_to(cache_dir)),
-            **info,
-            "licence": lic.short_name,
-            "copyright": lic.copyright,
-        }
-        meta = src.parents[2] / "metadata.json" if pkg == "plasma-workspace-wallpapers" else None
+        entry |= {"licence": lic.short_name, "copyright": lic.copyright}
+        meta = (root / rel).parents[2] / "metadata.json" if pkg == "plasma-workspace-wallpapers" else None
         if meta is not None and meta.exists():
             plugin = json.loads(meta.read_text()).get("KPlugin", {})
             entry["upstream_licence"] = plugin.get("License")
@@ -917,30 +937,11 @@ def _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side
     """The opt-in photos of one package (split and held_out are set by the caller)."""
     out = []
     for rel in MORE_BACKGROUND_FILES[pkg]:
-        src = root / rel
-        if not src.exists():
-            raise DebianFetchError(f"{pkg} no longer contains {rel}: update MORE_BACKGROUND_FILES")
-        stem = Path(rel).stem
-        dst_dir = cache_dir / "backgrounds" / pkg
-        dst_dir.mkdir(parents=True, exist_ok=True)
-        extra: dict = {}
-        image = None
-        if rel.endswith(".edj"):
-            try:
-                offset, image = _embedded_jpeg(src.read_bytes())
-            except DebianFetchError as e:
-                raise DebianFetchError(f"{pkg}: {rel}: {e}") from None
-            extra["embedded_jpeg_offset"] = offset
-        info = _prepare_background(src, dst_dir / stem, max_side=max_side, image=image)
-        entry = {
-            "id": f"{pkg}/{stem}",
-            **common,
-            "source_path": rel,
-            **extra,
-            "path": str(info.pop("_dst").relative_to(cache_dir)),
-            **info,
-            **_more_licence(pkg, stanzas, rel),
-        }
+        entry = _background_entry(
+            pkg, rel, Path(rel).stem, root, cache_dir, common, listing="MORE_BACKGROUND_FILES", max_side=max_side,
+            embedded=rel.endswith(".edj"),
+        )  # fmt: skip
+        entry |= _more_licence(pkg, stanzas, rel)
         upstream = MORE_UPSTREAM_LICENCE.get(pkg)
         if upstream is not None:
             entry["upstream_licence"] = upstream[1]
