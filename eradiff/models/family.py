@@ -438,7 +438,7 @@ class PixelInpaintModel(ErasureModel):
     ) -> ErasureModel:
         return cls(_pixel_config(meta["config"], where=where), unet=unet)
 
-    training_keys = ("unet", "schedule", "init")
+    training_keys = ("unet", "schedule", "init", "init_grow")
 
     @classmethod
     def for_training(cls, config: Any, *, crop_size: int) -> ErasureModel:
@@ -468,8 +468,10 @@ class PixelInpaintModel(ErasureModel):
                 f"model.unet has in/out channels {got[0]}/{got[1]}; factor {f} needs {want[0]}/{want[1]} "
                 f"(noisy 3f², mask f², filled image 3f² → 3f²)"
             )
+        if config.init_grow and config.init is None:
+            raise ValueError("model.init_grow needs model.init (the file to grow from)")
         if config.init is not None:
-            _load_init(model, config.init)
+            _load_init(model, config.init, grow=bool(config.init_grow))
         return model
 
     @classmethod
@@ -491,8 +493,12 @@ class PixelInpaintModel(ErasureModel):
         return cfg
 
 
-def _load_init(model: PixelInpaintModel, path: str) -> None:
-    """Start ``model`` from an exported pixel-family file (``model.init``); ValueError if it does not fit."""
+def _load_init(model: PixelInpaintModel, path: str, *, grow: bool = False) -> None:
+    """Start ``model`` from an exported pixel-family file (``model.init``); ValueError if it does not fit.
+
+    With ``grow`` (``model.init_grow``) the UNet may hold whole attention blocks the file lacks
+    (e.g. ``DownBlock2D`` → ``AttnDownBlock2D`` at a finer level): see :func:`grown_state`.
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -506,9 +512,53 @@ def _load_init(model: PixelInpaintModel, path: str) -> None:
     family = json.loads(meta.get("eradiff_config", "{}")).get("family")
     if family != "pixel":
         raise ValueError(f"model.init={path!r} is not a pixel-family eradiff checkpoint (family={family!r})")
-    mismatch = load_fitting_weights(model.unet, load_file(str(p)))
+    state = load_file(str(p))
+    if grow:
+        try:
+            state = grown_state(model.unet, state)
+        except ValueError as e:
+            raise ValueError(f"model.init={path!r} with model.init_grow: {e}") from None
+    mismatch = load_fitting_weights(model.unet, state)
     if mismatch is not None:
         raise ValueError(f"model.init={path!r} does not fit model.unet (first mismatch: {mismatch})")
+
+
+def grown_state(unet: torch.nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` completed with the attention blocks ``unet`` has and ``state`` lacks, as identities.
+
+    Each missing key must belong to a diffusers ``Attention`` block that is missing as a whole and
+    adds its output to its input unscaled (``residual_connection``, ``rescale_output_factor`` 1,
+    as in ``AttnDownBlock2D``/``AttnUpBlock2D``). Such a block keeps ``unet``'s fresh weights except
+    its output projection ``to_out.0``, which is zeroed: it then returns its input exactly, so the
+    grown UNet computes the same function as the one ``state`` came from (to float rounding), and
+    training starts there.
+
+    Raises:
+        ValueError: a missing key outside such a block, or a block only partly present in ``state``.
+    """
+    from diffusers.models.attention_processor import Attention
+
+    reference = unet.state_dict()
+    missing = set(reference) - set(state)
+    if not missing:
+        return dict(state)
+    out = dict(state)
+    for name, module in unet.named_modules():
+        if not isinstance(module, Attention):
+            continue
+        keys = {k for k in reference if k.startswith(name + ".")}
+        if not keys & missing:
+            continue
+        if keys - missing:
+            raise ValueError(f"attention block {name} is only partly in the file ({sorted(keys - missing)[0]})")
+        if not module.residual_connection or module.rescale_output_factor != 1.0:
+            raise ValueError(f"attention block {name} does not add its output to its input, so it cannot start as 0")
+        for k in keys:
+            out[k] = torch.zeros_like(reference[k]) if k.startswith(f"{name}.to_out.0.") else reference[k].clone()
+        missing -= keys
+    if missing:
+        raise ValueError(f"{sorted(missing)[0]} is missing from the file and is not in an attention block")
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ work).
 | model.name                   | eradiff-pixel | name stored with the exported weights                       |
 | model.default_steps          | 20            | pixel: sampling steps ``eradiff erase`` uses by default     |
 | model.init                   | null          | pixel: an exported .safetensors to start from               |
+| model.init_grow              | null          | pixel: true lets model.unet add attention blocks model.init |
+|                              |               | lacks; they start as the identity (zero output projection)  |
 | model.base_model             | null          | latent: diffusers folder or hub id (required)               |
 | model.sra                    | true          | Self-Rectifying Attention during training (Sec. 4.2)        |
 | data.source                  | debian        | debian, cutouts, folder, coco, openimages or toy            |
@@ -140,6 +142,7 @@ class ModelConfig:
     name: str = "eradiff-pixel"
     default_steps: int = 20
     init: str | None = None
+    init_grow: bool | None = None
     base_model: str | None = None
     sra: bool = True
 

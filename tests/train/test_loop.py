@@ -373,6 +373,48 @@ def test_model_init_starts_from_an_exported_file(tmp_path):
         build_model(other.model, crop_size=other.data.crop_size)
 
 
+def test_model_init_grow_adds_attention_blocks_that_start_as_the_identity(tmp_path):
+    """Growing DownBlock2D → AttnDownBlock2D (and its up block) from a trained file: the old
+    weights load, the new blocks are fresh but for a zero output projection, and the grown UNet
+    computes the file's function (the same output to float rounding on random input, SRA on)."""
+    from eradiff.models.sra import install_sra
+
+    first = train(tiny(tmp_path / "a", "train.max_steps=2", "checkpoint.every=0"))
+    grow = ["model.unet.down_block_types=[AttnDownBlock2D, AttnDownBlock2D]",
+            "model.unet.up_block_types=[AttnUpBlock2D, AttnUpBlock2D]"]  # fmt: skip
+    plain = build_model(tiny(tmp_path / "b", f"model.init={first.export_path}").model, crop_size=32)
+    with pytest.raises(ConfigError, match="does not fit model.unet"):
+        build_model(tiny(tmp_path / "c", f"model.init={first.export_path}", *grow).model, crop_size=32)
+    cfg = tiny(tmp_path / "c", f"model.init={first.export_path}", "model.init_grow=true", *grow)
+    grown = build_model(cfg.model, crop_size=32)
+    exported = _state(first.export_path)
+    new = {k: v for k, v in grown.unet.state_dict().items() if k not in exported}
+    assert new and all(".attentions." in k for k in new)
+    zeroed = [k for k in new if ".to_out.0." in k]
+    assert zeroed and all(not new[k].any() for k in zeroed)
+    assert all(new[k].any() for k in new if k.endswith("to_q.weight"))  # the rest is a fresh init
+    for k, v in exported.items():
+        assert torch.equal(grown.unet.state_dict()[k], v.float()), k
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(2, 28, 16, 16, generator=g), torch.tensor([999, 10])
+    M = torch.zeros(2, 16, 16, dtype=torch.bool)
+    M[:, 4:10, 3:9] = True
+    outs = []
+    for model in (plain, grown):
+        model.unet.eval()
+        state = install_sra(model.unet)
+        with torch.no_grad(), state.use(M, enabled=True):
+            outs.append(model.unet(x, t).sample)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)  # float rounding: other kernel layouts
+    assert outs[0].abs().max() > 1e-3  # a trained output, not the zero init of a residual head
+    with pytest.raises(ConfigError, match="model.init_grow needs model.init"):
+        build_model(tiny(tmp_path / "d", "model.init_grow=true").model, crop_size=32)
+    shrink = tiny(tmp_path / "e", f"model.init={first.export_path}", "model.init_grow=true",
+                  "model.unet.block_out_channels=[16, 16]")  # fmt: skip
+    with pytest.raises(ConfigError, match="does not fit model.unet"):
+        build_model(shrink.model, crop_size=32)
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     """SIGKILL a real `eradiff train` process once it has checkpointed (possibly mid-save), resume
