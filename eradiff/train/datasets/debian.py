@@ -32,7 +32,12 @@ one of the default data set, and without the option the manifest is byte for byt
 written before the option existed (``params`` then has no ``more_photos`` key, and the
 ``checksums`` digest covers only the default packages' pins). Their licences are looked up with
 the DEP-5 globs matched against the package's source path (``MORE_SOURCE_PREFIX``), or stated in
-``MORE_LICENCE_OVERRIDES`` where the copyright file is not machine-readable.
+``MORE_LICENCE_OVERRIDES`` where the copyright file is not machine-readable. gcompris-qt-data's
+photos sit inside Qt resource archives (``ARCHIVE.rcc!MEMBER``, read by :func:`rcc_entries` /
+:func:`rcc_read`, re-encoded as JPEG); their licence, author and Wikimedia Commons source come
+from the activity's credits ``README`` in the same archive (Debian's copyright file still lists
+the JPEG files of GCompris 0.x that these WebP files replaced), and only public domain, CC0,
+CC-BY and CC-BY-SA are accepted.
 
 Layout of ``cache_dir``::
 
@@ -58,9 +63,11 @@ import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +124,20 @@ BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
 #: the wide-gamut/pngsuite test charts; enlightenment-data's Dunes and Sunset-Hills (vector art),
 #: Flat-Fan, Flat-Stone-Pattern, Squiggle* (graphics) and Paper-Flower (a drawing). Each ``.edj``
 #: (an Eet archive) holds one photo at several sizes: the largest embedded JPEG is used.
+#: gcompris-qt-data keeps its images inside Qt resource archives: ``ARCHIVE.rcc!MEMBER`` names a
+#: member (see :func:`rcc_entries`). Its photos are the activities' WebP files credited one by one
+#: in the activity's ``README`` inside the same archive (author, Wikimedia Commons source, licence;
+#: see :func:`_rcc_licence`). Left out there: explore_monuments' georgeWashingtonBirthplace (a
+#: slide scan in a black frame with rounded corners); details' painting backgrounds (Van Gogh etc.),
+#: its photo backgrounds under 400 px (Chenonceau, FanoeWindmill, Louvre, Nagoya, NDP, OperaSidney,
+#: TourEiffel, TowerBridgeLondon) and its cut-out detail pieces; babyshapes (paintings, RGBA
+#: cut-outs), lang's word images (drawings), solar_system/gravity (rendered planets), paintings
+#: (paintings), photo_hunter (openclipart drawings), hangman's fog.png (texture) and every image
+#: under 400 px on its short side.
 _LXQT = "usr/share/lxqt/wallpapers/"
 _E_BG = "usr/share/enlightenment/data/backgrounds/{}.edj"
 _JXL = "usr/share/libjxl-testdata/"
+_GC_RCC = "usr/share/gcompris-qt/rcc/"
 MORE_BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
     "lxqt-themes": tuple(
         _LXQT + n
@@ -145,6 +163,48 @@ MORE_BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
         Sea-of-Lanterns Snow-Trees Spruce-Needles Sunset-Clouds White-Flower Yellow-Flower""".split()
     ),
     "afterstep-data": ("usr/share/afterstep/desktop/tiles/rose512.jpg",),
+    "gcompris-qt-data": tuple(
+        f"{_GC_RCC}{activity}.rcc!gcompris/src/activities/{activity}/resource/{folder}{name}.webp"
+        for activity, (folder, names) in {
+            "erase": (
+                "",
+                """alpaca bee butterfly calf camels caterpillar chamaeleon cheetah crab dolphin flying_fox gibbon
+                giraffe goat gorilla gosling heron horse kingfisher kitten long_nosed_monkey macaque meerkats
+                northern_harrier nubian_ibex penguin pika red_panda rhinoceros spoonbills squirrel swans toucan""",
+            ),
+            "explore_monuments": (
+                "",
+                """egypt/bentPyramid egypt/greatPyramidOfGiza egypt/meidumPyramid egypt/redPyramid
+                france/arlesAmphitheater france/chateaudeChambord france/chateaudeChenonceau france/citedeCarcassonne
+                france/eiffelTower france/montStMichel france/palaisdesPapes france/pontduGard france/reimsCathedral
+                france/rocamadour germany/aulaPalatina germany/berlinCathedral germany/brandenburgGate
+                germany/neuschwansteinCastle germany/schwerinPalace germany/trierImperialBaths germany/wormsCathedral
+                india/ajantaCave india/charminar india/gatewayofIndia india/goldenTemple india/greatStupa
+                india/hawaMahal india/konarkSunTemple india/mysorePalace india/qutubMinar india/rangGhar
+                india/victoriaMemorial usa/canyondeChelly usa/castillodeSanMarcos usa/castleClinton usa/fortSumter
+                usa/lincolnMemorial usa/mountRushmore usa/navajo usa/statueofLiberty wonders/chichenItza
+                wonders/christTheRedeemer wonders/colosseum wonders/greatWallofChina wonders/machuPicchu
+                wonders/petra wonders/tajMahal""",
+            ),
+            "explore_world_animals": (
+                "animals/",
+                """bison chameleon crocodile dragon giraffe hedgehog jaguar kangaroo koala lemur moose narwhal panda
+                polar_bear scarlet_macaw""",
+            ),
+            "explore_farm_animals": ("animals/", "cat chicken cow dog duck horse owl pig sheep"),
+            "explore_world_music": (
+                "music/",
+                "africa america australia ireland italy japan mexico middleeast orchestra",
+            ),
+            "clickgame": ("", "sea1 sea2 sea3 sea4 sea5 sea6"),
+            "details": (
+                "image/",
+                """EgeskovSlotSpejling_background EilanDonanCastle_background GizahPyramids_background
+                Neuschwanstein_background TajMahal_background""",
+            ),
+        }.items()
+        for name in names.split()
+    ),
 }
 MORE_PACKAGES = tuple(MORE_BACKGROUND_FILES)
 #: Installed path prefix -> source-tree prefix of the opt-in packages: DEP-5 ``Files:`` globs name
@@ -164,6 +224,11 @@ MORE_LICENCE_OVERRIDES: dict[str, dict[str, str]] = {
         "(usr/share/tuxtype/images/README_IMAGES.TXT; authors not recorded)",
         "licence_note_file": "usr/share/tuxtype/images/README_IMAGES.TXT",
     },
+}
+#: Qt resource members credited under another name in their README (a typo upstream): member ->
+#: the name the README uses. The stanza's source (Trier_Konstantinbasilika) is the Aula Palatina.
+RCC_CREDIT_ALIASES: dict[str, str] = {
+    "gcompris/src/activities/explore_monuments/resource/germany/aulaPalatina.webp": "germany/audaPalatina.webp",
 }
 #: Upstream licence statements shipped beside the photos (recorded next to the DEP-5 licence).
 MORE_UPSTREAM_LICENCE: dict[str, tuple[str, str]] = {
@@ -498,6 +563,149 @@ def _embedded_jpeg(data: bytes) -> tuple[int, bytes]:
     return best[1], data[best[1] :]
 
 
+# Qt resource archives (``.rcc``, written by ``rcc -binary``): a 20-byte header (``qres``, version,
+# then the offsets of the tree, data and names sections; version 3 adds a 4-byte flags word), a tree of
+# fixed-size nodes (14 bytes, 22 from version 2 on: + 8-byte modification time), all integers big-endian.
+# Node: name offset (u32), flags (u16: 1 zlib, 2 directory, 4 zstd), then for a directory child count
+# and index of its first child node (u32 each), else country/language (u16 each) and data offset (u32).
+# Name: u16 length in UTF-16 units, u32 hash, UTF-16BE text. Data: u32 size, then the bytes; zlib data
+# is Qt's qCompress format (u32 uncompressed size, then a zlib stream).
+RCC_ZLIB, RCC_DIRECTORY, RCC_ZSTD = 1, 2, 4
+
+
+@dataclass(frozen=True)
+class RccEntry:
+    """One file of a Qt resource archive: where its stored bytes lie and how they are compressed."""
+
+    flags: int
+    offset: int
+    size: int
+
+    @property
+    def compression(self) -> str:
+        return "zstd" if self.flags & RCC_ZSTD else "zlib" if self.flags & RCC_ZLIB else "none"
+
+
+def rcc_entries(data: bytes) -> dict[str, RccEntry]:
+    """The files of a Qt ``.rcc`` archive by path (``a/b/c.png``, no leading ``:/``)."""
+    if len(data) < 20 or data[:4] != b"qres":
+        raise DebianFetchError("not a Qt resource archive (no 'qres' header)")
+    version, tree, data_off, names = struct.unpack_from(">IIII", data, 4)
+    if not 1 <= version <= 3:
+        raise DebianFetchError(f"unsupported Qt resource archive version {version}")
+    node_size = 14 if version == 1 else 22
+
+    def node(i: int) -> tuple[str, int, int, int]:
+        name_off, flags, a, b = struct.unpack_from(">IHII", data, tree + i * node_size)
+        if i == 0:
+            name = ""
+        else:
+            (length,) = struct.unpack_from(">H", data, names + name_off)
+            start = names + name_off + 6
+            name = data[start : start + 2 * length].decode("utf-16-be")
+        return name, flags, a, b
+
+    out: dict[str, RccEntry] = {}
+    stack = [(0, "")]
+    seen = set()
+    while stack:
+        i, path = stack.pop()
+        if i in seen:
+            raise DebianFetchError("corrupt Qt resource archive (the tree has a cycle)")
+        seen.add(i)
+        try:
+            _, flags, a, b = node(i)
+            if flags & RCC_DIRECTORY:
+                for child in range(b, b + a):
+                    child_name, child_flags, _, _ = node(child)
+                    stack.append((child, path + child_name + ("/" if child_flags & RCC_DIRECTORY else "")))
+            else:
+                (size,) = struct.unpack_from(">I", data, data_off + b)
+                if data_off + b + 4 + size > len(data):
+                    raise DebianFetchError(f"corrupt Qt resource archive ({path} runs past the end)")
+                out[path] = RccEntry(flags=flags, offset=data_off + b + 4, size=size)
+        except (struct.error, UnicodeDecodeError) as e:
+            raise DebianFetchError(f"corrupt Qt resource archive ({e})") from None
+    return out
+
+
+def rcc_read(data: bytes, entry: RccEntry) -> bytes:
+    """The (decompressed) bytes of one ``.rcc`` entry.
+
+    zstd entries need the optional ``zstandard`` package; without it a :class:`DebianFetchError`
+    says so (no photo chosen from gcompris-qt-data 3.1 is zstd-compressed).
+    """
+    raw = data[entry.offset : entry.offset + entry.size]
+    if entry.flags & RCC_ZSTD:
+        try:
+            import zstandard  # type: ignore[import-not-found]
+        except ImportError:
+            raise DebianFetchError(
+                "this Qt resource entry is zstd-compressed and the zstandard package is not installed: "
+                "pip install zstandard, or leave the file out"
+            ) from None
+        return zstandard.ZstdDecompressor().decompress(raw, max_output_size=1 << 30)
+    if entry.flags & RCC_ZLIB:
+        if len(raw) < 4:
+            raise DebianFetchError("corrupt zlib entry in a Qt resource archive")
+        (expected,) = struct.unpack_from(">I", raw)
+        out = zlib.decompress(raw[4:])
+        if len(out) != expected:
+            raise DebianFetchError(f"zlib entry of {len(out)} bytes, the archive says {expected}")
+        return out
+    return raw
+
+
+def rcc_file(data: bytes, name: str) -> bytes:
+    """The bytes of the file ``name`` in the Qt resource archive ``data``."""
+    entries = rcc_entries(data)
+    if name not in entries:
+        raise DebianFetchError(f"no {name} in the Qt resource archive")
+    return rcc_read(data, entries[name])
+
+
+_CREDIT_KEY = re.compile(r"([A-Za-z][A-Za-z ]*?):(?:\s+(.*))?")
+
+
+def _parse_credits(text: str) -> list[tuple[list[str], dict[str, str]]]:
+    """The stanzas of a gcompris ``resource/README``: (file names, fields with lower-case keys).
+
+    Stanzas are separated by blank lines; ``Key: value`` lines set fields (indented lines continue
+    them), and the names follow ``Files:`` or stand alone on their lines.
+    """
+    stanzas = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        fields: dict[str, list[str]] = {}
+        files: list[str] = []
+        key = None
+        for line in block.splitlines():
+            m = _CREDIT_KEY.fullmatch(line.rstrip())
+            if m is not None and not line[:1].isspace():
+                key = m.group(1).lower()
+                value = (m.group(2) or "").strip()
+                if key == "files":
+                    files += value.split()
+                else:
+                    fields.setdefault(key, []).extend([value] if value else [])
+            elif line[:1].isspace() and key is not None and key != "files":
+                fields[key].append(line.strip())
+            else:
+                files += line.split()
+        stanzas.append((files, {k: " ".join(v) for k, v in fields.items()}))
+    return stanzas
+
+
+def _free_licence(text: str) -> str:
+    """A credits file's licence as an SPDX-like short name; only public domain, CC0, CC-BY, CC-BY-SA."""
+    t = " ".join(text.split())
+    if t.lower() == "public domain":
+        return "public-domain"
+    m = re.fullmatch(r"(CC0|CC-BY|CC-BY-SA)[- ](\d\.\d)", t)
+    if m is None:
+        raise DebianFetchError(f"licence {text!r} is not one of public domain, CC0, CC-BY, CC-BY-SA")
+    return f"{m.group(1)}-{m.group(2)}"
+
+
 def _prepare_background(src: Path, dst_stem: Path, *, max_side: int, image: bytes | None = None) -> dict:
     """Trim, resize and write one background; ``image``: the bytes to decode, when they are not
     the whole file (an image inside an archive: then it is always re-encoded)."""
@@ -670,6 +878,8 @@ def _rules_digest() -> str:
 def _more_rules_digest() -> str:
     """The opt-in photo rules; recorded as ``params["more_photos"]``."""
     rules = [MORE_BACKGROUND_FILES, MORE_SOURCE_PREFIX, MORE_LICENCE_OVERRIDES, MORE_UPSTREAM_LICENCE, "edj:largest"]
+    if any("!" in rel for rels in MORE_BACKGROUND_FILES.values() for rel in rels):
+        rules += [RCC_CREDIT_ALIASES, "rcc:credits-readme"]
     return _sha256_bytes(json.dumps(rules, sort_keys=True).encode())[:16]
 
 
@@ -878,11 +1088,13 @@ def _background_entry(
 
     ``listing`` names the table to update when the package no longer holds ``rel``. ``embedded``:
     the file is an archive (``.edj``); its largest embedded JPEG is the photo, and its offset is
-    recorded as ``embedded_jpeg_offset``.
+    recorded as ``embedded_jpeg_offset``. ``ARCHIVE.rcc!MEMBER`` names a file inside a Qt resource
+    archive; ``source_bytes`` / ``source_sha256`` then describe the member, ``rcc_sha256`` the archive.
     """
-    src = root / rel
+    archive, _, member = rel.partition("!")
+    src = root / archive
     if not src.exists():
-        raise DebianFetchError(f"{pkg} no longer contains {rel}: update {listing}")
+        raise DebianFetchError(f"{pkg} no longer contains {archive}: update {listing}")
     dst_dir = cache_dir / "backgrounds" / pkg
     dst_dir.mkdir(parents=True, exist_ok=True)
     extra, image = {}, None
@@ -891,7 +1103,17 @@ def _background_entry(
             extra["embedded_jpeg_offset"], image = _embedded_jpeg(src.read_bytes())
         except DebianFetchError as e:
             raise DebianFetchError(f"{pkg}: {rel}: {e}") from None
+    if member:
+        data = src.read_bytes()
+        entries = rcc_entries(data)
+        if member not in entries:
+            raise DebianFetchError(f"{pkg}: {archive} no longer contains {member}: update {listing}")
+        image = rcc_read(data, entries[member])
+        extra |= {"rcc_member": member, "rcc_compression": entries[member].compression}
+        extra["rcc_sha256"] = _sha256_bytes(data)
     info = _prepare_background(src, dst_dir / stem, max_side=max_side, image=image)
+    if member:
+        info |= {"source_bytes": len(image), "source_sha256": _sha256_bytes(image)}
     return {
         "id": f"{pkg}/{stem}",
         **common,
@@ -921,7 +1143,46 @@ def _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> 
     return out
 
 
-def _more_licence(pkg: str, stanzas, rel: str) -> dict:
+def _rcc_licence(root: Path, rel: str) -> dict:
+    """The licence of ``ARCHIVE.rcc!MEMBER`` from the nearest ``README`` above the member in the same
+    archive (gcompris' per-activity credits; names in it are relative to its folder)."""
+    archive, _, member = rel.partition("!")
+    data = (root / archive).read_bytes()
+    entries = rcc_entries(data)
+    folder, _, name = member.rpartition("/")
+    while folder and f"{folder}/README" not in entries:
+        folder, _, up = folder.rpartition("/")
+        name = f"{up}/{name}"
+    if not folder:
+        raise DebianFetchError(f"no credits README above {member} in {archive}")
+    readme = f"{folder}/README"
+    text = rcc_read(data, entries[readme]).decode("utf-8")
+    listed = RCC_CREDIT_ALIASES.get(member, name)
+    found = [fields for files, fields in _parse_credits(text) if listed in files]
+    if len(found) != 1:
+        raise DebianFetchError(f"{archive}!{readme} credits {listed} in {len(found)} stanzas, expected 1")
+    fields = found[0]
+    if "license" not in fields and "licence" not in fields:
+        raise DebianFetchError(f"{archive}!{readme} states no licence for {listed}")
+    out = {
+        "licence": _free_licence(fields.get("license", fields.get("licence", ""))),
+        "copyright": fields.get("copyright", ""),
+        "licence_note_file": f"{archive}!{readme}",
+    }
+    if "source" in fields:
+        out["upstream_source"] = fields["source"]
+    comment = fields.get("comments", fields.get("comment"))
+    if comment:
+        out["credit_comment"] = comment
+    if listed != name:
+        out["credited_as"] = listed
+    return out
+
+
+def _more_licence(pkg: str, stanzas, rel: str, root: Path | None = None) -> dict:
+    if "!" in rel:
+        assert root is not None
+        return _rcc_licence(root, rel)
     override = MORE_LICENCE_OVERRIDES.get(pkg)
     if override is not None:
         return dict(override)
@@ -933,15 +1194,26 @@ def _more_licence(pkg: str, stanzas, rel: str) -> dict:
     return {"licence": lic.short_name, "copyright": lic.copyright, "licence_source_path": source}
 
 
+def _more_stem(rel: str) -> str:
+    """File stem of an opt-in photo; a Qt resource member is named by its activity and folders
+    (``erase.rcc!gcompris/src/activities/erase/resource/bee.webp`` -> ``erase-bee``)."""
+    if "!" not in rel:
+        return Path(rel).stem
+    parts = rel.partition("!")[2].removesuffix(Path(rel).suffix).split("/")
+    if parts[:3] == ["gcompris", "src", "activities"]:
+        parts = [p for p in parts[3:] if p != "resource"]
+    return "-".join(parts)
+
+
 def _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> list[dict]:
     """The opt-in photos of one package (split and held_out are set by the caller)."""
     out = []
     for rel in MORE_BACKGROUND_FILES[pkg]:
         entry = _background_entry(
-            pkg, rel, Path(rel).stem, root, cache_dir, common, listing="MORE_BACKGROUND_FILES", max_side=max_side,
+            pkg, rel, _more_stem(rel), root, cache_dir, common, listing="MORE_BACKGROUND_FILES", max_side=max_side,
             embedded=rel.endswith(".edj"),
         )  # fmt: skip
-        entry |= _more_licence(pkg, stanzas, rel)
+        entry |= _more_licence(pkg, stanzas, rel, root)
         upstream = MORE_UPSTREAM_LICENCE.get(pkg)
         if upstream is not None:
             entry["upstream_licence"] = upstream[1]
