@@ -133,7 +133,9 @@ BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
 #: TourEiffel, TowerBridgeLondon) and its cut-out detail pieces; babyshapes (paintings, RGBA
 #: cut-outs), lang's word images (drawings), solar_system/gravity (rendered planets), paintings
 #: (paintings), photo_hunter (openclipart drawings), hangman's fog.png (texture) and every image
-#: under 400 px on its short side.
+#: under 400 px on its short side. Looked at and not used (no photographs): gnome-backgrounds
+#: 43.1-1 (renders, patterns) and ukui-wallpapers 20.04.3-1.1 (illustrations, renders); the
+#: lomiri-wallpapers metapackage only pulls in the -16.04 set (kept for evaluation) and the -20.04 one.
 _LXQT = "usr/share/lxqt/wallpapers/"
 _E_BG = "usr/share/enlightenment/data/backgrounds/{}.edj"
 _JXL = "usr/share/libjxl-testdata/"
