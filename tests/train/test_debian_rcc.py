@@ -246,7 +246,7 @@ def test_rcc_member_background_entry(tmp_path):
     cache = tmp_path / "cache"
     common = {"package": "gcompris-qt-data", "copyright_file": "usr/share/doc/gcompris-qt-data/copyright"}
     entry = debian._background_entry(
-        "gcompris-qt-data", rel, stem, root, cache, common, listing="MORE_BACKGROUND_FILES", max_side=64
+        "gcompris-qt-data", rel, stem, root, cache, common, listing="GCOMPRIS_BACKGROUND_FILES", max_side=64
     )
     assert entry["id"] == "gcompris-qt-data/erase-bee" and entry["source_path"] == rel
     assert entry["rcc_member"] == f"{ACT}/erase/resource/bee.webp" and entry["rcc_compression"] == "none"
@@ -255,15 +255,16 @@ def test_rcc_member_background_entry(tmp_path):
     rcc_bytes = (root / "usr/share/gcompris-qt/rcc/erase.rcc").read_bytes()
     assert entry["rcc_sha256"] == debian._sha256_bytes(rcc_bytes)
     assert (cache / entry["path"]).suffix == ".jpg" and Image.open(cache / entry["path"]).size == (64, 43)
-    with pytest.raises(debian.DebianFetchError, match="no longer contains .*gone.webp: update MORE"):
+    with pytest.raises(debian.DebianFetchError, match="no longer contains .*gone.webp: update GCOMPRIS"):
         debian._background_entry(
             "gcompris-qt-data", rel.replace("bee", "gone"), "x", root, cache, common,
-            listing="MORE_BACKGROUND_FILES", max_side=64,
+            listing="GCOMPRIS_BACKGROUND_FILES", max_side=64,
         )  # fmt: skip
 
 
 def test_gcompris_photos_are_listed_once():
-    rels = debian.MORE_BACKGROUND_FILES["gcompris-qt-data"]
+    rels = debian.GCOMPRIS_BACKGROUND_FILES["gcompris-qt-data"]
+    assert "gcompris-qt-data" not in debian.MORE_BACKGROUND_FILES  # its own set: --gcompris-photos
     stems = [debian._more_stem(r) for r in rels]
     assert len(set(stems)) == len(stems) == len(rels)
     assert all(r.startswith("usr/share/gcompris-qt/rcc/") and "!gcompris/src/activities/" in r for r in rels)
@@ -271,19 +272,25 @@ def test_gcompris_photos_are_listed_once():
 
 
 @pytest.mark.slow
-def test_more_photos_manifest_keeps_the_default_validation_split():
-    """A built --more-photos manifest (data/debian-more2) has the default set's validation split."""
+def test_gcompris_manifest_keeps_the_default_validation_split():
+    """A built manifest with the gcompris photos (data/debian-more2: --more-photos --gcompris-photos)
+    has the default set's validation split and exactly GCOMPRIS_BACKGROUND_FILES, all in train.
+
+    data/debian-more2 was first built when the gcompris photos were part of --more-photos (commit
+    0597b42): its gcompris entries then carry ``more_photos`` instead of ``gcompris_photos``."""
     more, default = ROOT / "data" / "debian-more2" / "manifest.json", ROOT / "data" / "debian" / "manifest.json"
     if not (more.exists() and default.exists()):
         pytest.skip("data/debian and data/debian-more2 not both built")
     m, d = json.loads(more.read_text()), json.loads(default.read_text())
-    if m["params"].get("more_photos") != debian._more_rules_digest():
-        pytest.skip(f"{more} was built with other opt-in rules")
+    gc = [b for b in m["backgrounds"] if b["package"] == "gcompris-qt-data"]
+    if [b["source_path"] for b in gc] != list(debian.GCOMPRIS_BACKGROUND_FILES["gcompris-qt-data"]):
+        pytest.skip(f"{more} was built with other gcompris photo rules")
+    if "gcompris_photos" in m["params"]:
+        assert m["params"]["gcompris_photos"] == debian._gcompris_rules_digest()
     assert m["splits"]["backgrounds"]["val"] == d["splits"]["backgrounds"]["val"]
     assert m["splits"]["objects"] == d["splits"]["objects"]
     val = {b["id"]: b for b in d["backgrounds"] if b["split"] == "val"}
     assert [b for b in m["backgrounds"] if b["split"] == "val"] == list(val.values())
-    gc = [b for b in m["backgrounds"] if b["package"] == "gcompris-qt-data"]
-    assert len(gc) == len(debian.MORE_BACKGROUND_FILES["gcompris-qt-data"])
-    assert all(b["split"] == "train" and b["more_photos"] and b["licence"] and b["copyright"] for b in gc)
+    assert all(b.get("gcompris_photos", b.get("more_photos")) is True for b in gc)
+    assert all(b["split"] == "train" and b["licence"] and b["copyright"] for b in gc)
     assert all(min(b["size"]) >= 400 for b in gc)

@@ -486,12 +486,18 @@ def test_real_manifest():
 #: sha256 of debian_sha256.json before the opt-in packages were pinned in it: the default
 #: manifest's params["checksums"] (the shipped configs were trained on that manifest).
 DEFAULT_PINS_SHA256 = "92b3b1101806a384097cd00637530840508f8f7c7b4e9b9d6d33c7f5c796f7bd"
+#: params["checksums_more"] and params["more_photos"] of stage 5's set (data/debian-more, built with
+#: --more-photos, configs/default-stage5.yaml): the 45 photos of six packages must keep these.
+STAGE5_MORE_PINS_SHA256 = "c00a0133f9531ccd135094fef3d1679ba47d5ccf857ead372314bf8a842570fc"
+STAGE5_MORE_RULES = "28eb21f8e5ea544e"
 
 
 def test_default_pins_digest_ignores_the_opt_in_pins(tmp_path, monkeypatch):
     assert debian._pins_digest(debian.PACKAGES) == DEFAULT_PINS_SHA256
     assert set(debian.MORE_PACKAGES) <= set(debian._load_pins())  # every opt-in package is pinned
+    assert set(debian.GCOMPRIS_PACKAGES) <= set(debian._load_pins())
     assert not set(debian.MORE_PACKAGES) & set(debian.PACKAGES)
+    assert not set(debian.GCOMPRIS_PACKAGES) & set(debian.PACKAGES)
     assert not set(debian.MORE_BACKGROUND_FILES) & {"lomiri-wallpapers-16.04", "palapeli-data", "openclipart-png"}
     # Written with the default pins alone, the file's sha256 is that digest; more pins leave it unchanged.
     pins = debian._load_pins()
@@ -500,6 +506,45 @@ def test_default_pins_digest_ignores_the_opt_in_pins(tmp_path, monkeypatch):
     assert debian._sha256_file(debian.CHECKSUM_FILE) == DEFAULT_PINS_SHA256
     debian._save_pins(pins)
     assert debian._pins_digest(debian.PACKAGES) == DEFAULT_PINS_SHA256
+
+
+def test_opt_in_sets_are_disjoint_and_the_more_photos_stay_stage5s():
+    """--more-photos is stage 5's 45 photos of six packages; --gcompris-photos, gcompris-qt-data's 124."""
+    more, gc = debian.MORE_BACKGROUND_FILES, debian.GCOMPRIS_BACKGROUND_FILES
+    assert debian.MORE_PACKAGES == (
+        "lxqt-themes", "sddm-theme-maldives", "tuxtype-data", "libjxl-testdata", "enlightenment-data", "afterstep-data"
+    )  # fmt: skip
+    assert {p: len(r) for p, r in more.items()} == {
+        "lxqt-themes": 11, "sddm-theme-maldives": 1, "tuxtype-data": 13, "libjxl-testdata": 5,
+        "enlightenment-data": 14, "afterstep-data": 1,
+    }  # fmt: skip
+    assert debian.GCOMPRIS_PACKAGES == ("gcompris-qt-data",) and len(gc["gcompris-qt-data"]) == 124
+    # Disjoint: no package, photo or output id in both sets (nor in the default set).
+    assert not set(more) & set(gc) and not (set(more) | set(gc)) & set(debian.PACKAGES)
+    more_rels = {(p, r) for p, rels in more.items() for r in rels}
+    gc_rels = {(p, r) for p, rels in gc.items() for r in rels}
+    assert len(more_rels) == 45 and len(gc_rels) == 124 and not more_rels & gc_rels
+    assert not any("!" in r for _, r in more_rels) and all("!" in r for _, r in gc_rels)
+    assert set(debian._opt_in_sets()) == {"more_photos", "gcompris_photos"}
+    # The recorded digests: stage 5's for --more-photos, unchanged by gcompris-qt-data's table and pin.
+    assert debian._more_rules_digest() == STAGE5_MORE_RULES
+    assert debian._pins_digest(debian.MORE_PACKAGES) == STAGE5_MORE_PINS_SHA256
+    assert debian._gcompris_rules_digest() != debian._more_rules_digest()
+    assert debian._pins_digest(debian.GCOMPRIS_PACKAGES) not in (STAGE5_MORE_PINS_SHA256, DEFAULT_PINS_SHA256)
+
+
+def test_cli_passes_the_opt_in_flags(monkeypatch, tmp_path):
+    seen = []
+
+    def fake_fetch(cache, **kw):
+        seen.append((kw["more_photos"], kw["gcompris_photos"]))
+        (tmp_path / "manifest.json").write_text(json.dumps({"counts": {}}))
+        return tmp_path / "manifest.json"
+
+    monkeypatch.setattr(debian, "fetch_debian_dataset", fake_fetch)
+    for flags in ([], ["--more-photos"], ["--gcompris-photos"], ["--more-photos", "--gcompris-photos"]):
+        assert debian.main(["--cache", str(tmp_path), *flags]) == 0
+    assert seen == [(False, False), (True, False), (False, True), (True, True)]
 
 
 def _jpeg(rng, w, h) -> bytes:
@@ -569,9 +614,13 @@ def _fake_packages(tmp_path, monkeypatch):
     Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(buf, "PNG")
     put("more-b", "usr/share/b/z.png", buf.getvalue())
     put("more-b", "usr/share/doc/more-b/copyright", b"Not a DEP-5 file. GPL-2.\n")
+    gcompris = {"more-g": ("usr/share/g/w.jpg", "usr/share/g/v.jpg")}
+    put("more-g", "usr/share/g/w.jpg", _jpeg(rng, 80, 60))
+    put("more-g", "usr/share/g/v.jpg", _jpeg(rng, 70, 50))
+    put("more-g", "usr/share/doc/more-g/copyright", b"Not a DEP-5 file either.\n")
 
     packages = ("mate-backgrounds", "tuxpaint-stamps-default")
-    pins = {p: debian._Pinned("1", f"{p}_1_all.deb", "0" * 64) for p in (*packages, *more)}
+    pins = {p: debian._Pinned("1", f"{p}_1_all.deb", "0" * 64) for p in (*packages, *more, *gcompris)}
     monkeypatch.setattr(debian, "CHECKSUM_FILE", tmp_path / "pins.json")
     debian._save_pins(pins)
     monkeypatch.setattr(debian, "BACKGROUND_FILES", bg)
@@ -580,9 +629,16 @@ def _fake_packages(tmp_path, monkeypatch):
     monkeypatch.setattr(debian, "HELD_OUT", {"mate-backgrounds/p2": "example photo"})
     monkeypatch.setattr(debian, "MORE_BACKGROUND_FILES", more)
     monkeypatch.setattr(debian, "MORE_PACKAGES", tuple(more))
+    monkeypatch.setattr(debian, "GCOMPRIS_BACKGROUND_FILES", gcompris)
+    monkeypatch.setattr(debian, "GCOMPRIS_PACKAGES", tuple(gcompris))
     monkeypatch.setattr(debian, "MORE_SOURCE_PREFIX", {"more-a": ("usr/share/more/", "")})
     monkeypatch.setattr(
-        debian, "MORE_LICENCE_OVERRIDES", {"more-b": {"licence": "GPL-2", "copyright": "2019 B (README)"}}
+        debian,
+        "MORE_LICENCE_OVERRIDES",
+        {
+            "more-b": {"licence": "GPL-2", "copyright": "2019 B (README)"},
+            "more-g": {"licence": "CC0-1.0", "copyright": "2020 G"},
+        },
     )
     monkeypatch.setattr(debian, "MORE_UPSTREAM_LICENCE", {"more-b": ("usr/share/b/LICENSE", "CC-BY-4.0")})
 
@@ -607,7 +663,7 @@ def test_more_photos_only_add_training_photos(tmp_path, monkeypatch):
     more = json.loads(more_path.read_text())
 
     # Without the option: no trace of it; the opt-in packages are not even downloaded.
-    assert "more_photos" not in default and set(default["params"]) == {
+    assert "more_photos" not in default and "gcompris_photos" not in default and set(default["params"]) == {
         "seed", "val_fraction", "max_side", "checksums", "rules"
     }  # fmt: skip
     assert set(default["packages"]) == {"mate-backgrounds", "tuxpaint-stamps-default"}
@@ -625,6 +681,8 @@ def test_more_photos_only_add_training_photos(tmp_path, monkeypatch):
     assert more["splits"]["backgrounds"]["train"] == default["splits"]["backgrounds"]["train"] + [b["id"] for b in new]
     assert more["counts"]["backgrounds"]["train"] == default["counts"]["backgrounds"]["train"] + 3
     assert more["more_photos"]["by_package"] == {"more-a": 2, "more-b": 1}
+    assert "gcompris_photos" not in more and "more-g" not in more["packages"]
+    assert not any("gcompris_photos" in b for b in more["backgrounds"])
     x, y, z = new
     assert (x["licence"], x["licence_source_path"]) == ("GPL-2+", "x.jpg")
     assert (y["licence"], y["copyright"], y["licence_source_path"]) == ("CC0-1.0", "2021 Photographer", "data/y.edj")
@@ -643,6 +701,53 @@ def test_more_photos_only_add_training_photos(tmp_path, monkeypatch):
     assert debian._manifest_matches(tmp_path / "default" / "manifest.json", default["params"])
 
 
+def test_gcompris_photos_flag_selects_its_own_set(tmp_path, monkeypatch):
+    """--gcompris-photos adds its own set, recorded apart; with --more-photos the manifest holds both."""
+    _fake_packages(tmp_path, monkeypatch)
+    build = {
+        name: json.loads(debian.fetch_debian_dataset(tmp_path / name, **kw).read_text())
+        for name, kw in {
+            "default": {},
+            "more": {"more_photos": True},
+            "gc": {"gcompris_photos": True},
+            "both": {"more_photos": True, "gcompris_photos": True},
+        }.items()
+    }
+    default, more, gc, both = build.values()
+    n = len(default["backgrounds"])
+    more_new, gc_new, both_new = (m["backgrounds"][n:] for m in (more, gc, both))
+
+    # --gcompris-photos alone: only its package, its params, its section and its per-entry flag.
+    assert [b["id"] for b in gc_new] == ["more-g/w", "more-g/v"]
+    assert all(b["split"] == "train" and not b["held_out"] and b["gcompris_photos"] for b in gc_new)
+    assert not any("more_photos" in b for b in gc["backgrounds"]) and "more_photos" not in gc
+    assert set(gc["packages"]) == set(default["packages"]) | {"more-g"}
+    assert gc["params"] == default["params"] | {
+        "checksums_gcompris": debian._pins_digest(("more-g",)), "gcompris_photos": debian._gcompris_rules_digest()
+    }  # fmt: skip
+    assert gc["gcompris_photos"]["packages"] == ["more-g"] and gc["gcompris_photos"]["backgrounds"] == 2
+    assert gc["gcompris_photos"]["by_package"] == {"more-g": 2}
+    assert (gc_new[0]["licence"], gc_new[0]["copyright"]) == ("CC0-1.0", "2020 G")
+    # The default photos, objects and validation split stay those of the default set.
+    for m in (gc, both):
+        assert m["backgrounds"][:n] == default["backgrounds"] and m["objects"] == default["objects"]
+        assert m["splits"]["backgrounds"]["val"] == default["splits"]["backgrounds"]["val"]
+        assert m["splits"]["objects"] == default["splits"]["objects"]
+
+    # Both: the --more-photos entries, then the --gcompris-photos ones, each as built alone.
+    assert both_new == more_new + gc_new
+    assert both["params"] == more["params"] | gc["params"]
+    assert both["more_photos"] == more["more_photos"] and both["gcompris_photos"] == gc["gcompris_photos"]
+    assert both["counts"]["backgrounds"]["train"] == default["counts"]["backgrounds"]["train"] + 5
+    assert both["splits"]["backgrounds"]["train"] == default["splits"]["backgrounds"]["train"] + [
+        b["id"] for b in both_new
+    ]
+    # Each combination is up to date under its own options only.
+    assert debian.fetch_debian_dataset(tmp_path / "gc", gcompris_photos=True) == tmp_path / "gc" / "manifest.json"
+    assert not debian._manifest_matches(tmp_path / "gc" / "manifest.json", both["params"])
+    assert not debian._manifest_matches(tmp_path / "both" / "manifest.json", more["params"])
+
+
 @pytest.mark.slow
 def test_real_more_photos_manifest_keeps_the_validation_split():
     path, default_path = ROOT / "data" / "debian-more" / "manifest.json", ROOT / "data" / "debian" / "manifest.json"
@@ -651,9 +756,14 @@ def test_real_more_photos_manifest_keeps_the_validation_split():
                     "--more-photos) or data/debian missing")  # fmt: skip
     m, d = json.loads(path.read_text()), json.loads(default_path.read_text())
     assert m["params"]["more_photos"] and "more_photos" not in d["params"]
+    # Stage 5's set: the rules and pins this module records for --more-photos, and no gcompris photos.
+    assert m["params"]["more_photos"] == debian._more_rules_digest() == STAGE5_MORE_RULES
+    assert m["params"]["checksums_more"] == debian._pins_digest(debian.MORE_PACKAGES)
+    assert "gcompris_photos" not in m["params"] and set(m["packages"]) == {*debian.PACKAGES, *debian.MORE_PACKAGES}
     assert m["splits"]["backgrounds"]["val"] == d["splits"]["backgrounds"]["val"]
     assert m["splits"]["objects"] == d["splits"]["objects"] and m["objects"] == d["objects"]
     assert m["backgrounds"][: len(d["backgrounds"])] == d["backgrounds"]
     new = m["backgrounds"][len(d["backgrounds"]) :]
-    assert len(new) >= 40 and all(b["split"] == "train" and b["package"] in debian.MORE_PACKAGES for b in new)
+    assert len(new) == 45 and all(b["split"] == "train" and b["package"] in debian.MORE_PACKAGES for b in new)
+    assert [b["source_path"] for b in new] == [r for rels in debian.MORE_BACKGROUND_FILES.values() for r in rels]
     assert all(b["licence"] and b["copyright"] for b in new)

@@ -26,18 +26,26 @@ Steps of :func:`fetch_debian_dataset`:
 A second call with the same options finds ``manifest.json`` and returns at once.
 
 More photos (opt-in: ``more_photos=True``, ``--more-photos``). ``MORE_BACKGROUND_FILES`` lists
-further photographs from other packages (``MORE_PACKAGES``, pinned in the same checksum file).
+45 further photographs from six other packages (``MORE_PACKAGES``, pinned in the same checksum
+file): the set stage 5 of the built-in model (``configs/default-stage5.yaml``) was trained on.
 They all go to the *train* split: the validation split (photos, objects, ids and order) is the
 one of the default data set, and without the option the manifest is byte for byte the one
 written before the option existed (``params`` then has no ``more_photos`` key, and the
 ``checksums`` digest covers only the default packages' pins). Their licences are looked up with
 the DEP-5 globs matched against the package's source path (``MORE_SOURCE_PREFIX``), or stated in
-``MORE_LICENCE_OVERRIDES`` where the copyright file is not machine-readable. gcompris-qt-data's
-photos sit inside Qt resource archives (``ARCHIVE.rcc!MEMBER``, read by :func:`rcc_entries` /
-:func:`rcc_read`, re-encoded as JPEG); their licence, author and Wikimedia Commons source come
-from the activity's credits ``README`` in the same archive (Debian's copyright file still lists
-the JPEG files of GCompris 0.x that these WebP files replaced), and only public domain, CC0,
-CC-BY and CC-BY-SA are accepted.
+``MORE_LICENCE_OVERRIDES`` where the copyright file is not machine-readable.
+
+gcompris photos (opt-in: ``gcompris_photos=True``, ``--gcompris-photos``). ``GCOMPRIS_BACKGROUND_FILES``
+lists 124 photographs of gcompris-qt-data (``GCOMPRIS_PACKAGES``), recorded apart from the 45 above
+(``params["gcompris_photos"]`` and ``params["checksums_gcompris"]``, a ``gcompris_photos`` section
+and a ``"gcompris_photos": true`` flag on each of their entries) so that both sets can be rebuilt
+as they were. The option is independent of ``more_photos``: alone it adds the 124 photos to the
+default set; with it, all 169. Like the 45, they all go to the train split and leave the
+validation split and the rest of the manifest as they are. The photos sit inside Qt resource
+archives (``ARCHIVE.rcc!MEMBER``, read by :func:`rcc_entries` / :func:`rcc_read`, re-encoded as
+JPEG); their licence, author and Wikimedia Commons source come from the activity's credits
+``README`` in the same archive (Debian's copyright file still lists the JPEG files of GCompris 0.x
+that these WebP files replaced), and only public domain, CC0, CC-BY and CC-BY-SA are accepted.
 
 Layout of ``cache_dir``::
 
@@ -47,9 +55,11 @@ Layout of ``cache_dir``::
     licences/<pkg>/copyright  copies of the packages' copyright files
     manifest.json
 
-Build the bigger set (default set + the opt-in photos) into its own folder::
+Build each set into its own folder::
 
-    python -m eradiff.train.datasets.debian --cache data/debian-more --more-photos
+    python -m eradiff.train.datasets.debian --cache data/debian                   # 35 train photos
+    python -m eradiff.train.datasets.debian --cache data/debian-more --more-photos   # 80 (stage 5's set)
+    python -m eradiff.train.datasets.debian --cache data/debian-more2 --more-photos --gcompris-photos  # 204
 """
 
 from __future__ import annotations
@@ -123,19 +133,11 @@ BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
 #: crops), *_grayscale / *_alpha twins of the wesaturate photos, the flower.png re-encodings and
 #: the wide-gamut/pngsuite test charts; enlightenment-data's Dunes and Sunset-Hills (vector art),
 #: Flat-Fan, Flat-Stone-Pattern, Squiggle* (graphics) and Paper-Flower (a drawing). Each ``.edj``
-#: (an Eet archive) holds one photo at several sizes: the largest embedded JPEG is used.
-#: gcompris-qt-data keeps its images inside Qt resource archives: ``ARCHIVE.rcc!MEMBER`` names a
-#: member (see :func:`rcc_entries`). Its photos are the activities' WebP files credited one by one
-#: in the activity's ``README`` inside the same archive (author, Wikimedia Commons source, licence;
-#: see :func:`_rcc_licence`). Left out there: explore_monuments' georgeWashingtonBirthplace (a
-#: slide scan in a black frame with rounded corners); details' painting backgrounds (Van Gogh etc.),
-#: its photo backgrounds under 400 px (Chenonceau, FanoeWindmill, Louvre, Nagoya, NDP, OperaSidney,
-#: TourEiffel, TowerBridgeLondon) and its cut-out detail pieces; babyshapes (paintings, RGBA
-#: cut-outs), lang's word images (drawings), solar_system/gravity (rendered planets), paintings
-#: (paintings), photo_hunter (openclipart drawings), hangman's fog.png (texture) and every image
-#: under 400 px on its short side. Looked at and not used (no photographs): gnome-backgrounds
-#: 43.1-1 (renders, patterns) and ukui-wallpapers 20.04.3-1.1 (illustrations, renders); the
-#: lomiri-wallpapers metapackage only pulls in the -16.04 set (kept for evaluation) and the -20.04 one.
+#: (an Eet archive) holds one photo at several sizes: the largest embedded JPEG is used. Looked at
+#: and not used (no photographs): gnome-backgrounds 43.1-1 (renders, patterns) and ukui-wallpapers
+#: 20.04.3-1.1 (illustrations, renders); the lomiri-wallpapers metapackage only pulls in the -16.04
+#: set (kept for evaluation) and the -20.04 one. This table is stage 5's training set (45 photos):
+#: keep it as it is; further photos go to a table of their own (as gcompris-qt-data's below).
 _LXQT = "usr/share/lxqt/wallpapers/"
 _E_BG = "usr/share/enlightenment/data/backgrounds/{}.edj"
 _JXL = "usr/share/libjxl-testdata/"
@@ -165,6 +167,20 @@ MORE_BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
         Sea-of-Lanterns Snow-Trees Spruce-Needles Sunset-Clouds White-Flower Yellow-Flower""".split()
     ),
     "afterstep-data": ("usr/share/afterstep/desktop/tiles/rose512.jpg",),
+}
+MORE_PACKAGES = tuple(MORE_BACKGROUND_FILES)
+#: Opt-in gcompris-qt-data photographs (``gcompris_photos``), all put in the train split; a set of
+#: its own, independent of ``more_photos``. gcompris-qt-data keeps its images inside Qt resource
+#: archives: ``ARCHIVE.rcc!MEMBER`` names a member (see :func:`rcc_entries`). Its photos are the
+#: activities' WebP files credited one by one in the activity's ``README`` inside the same archive
+#: (author, Wikimedia Commons source, licence; see :func:`_rcc_licence`). Left out there:
+#: explore_monuments' georgeWashingtonBirthplace (a slide scan in a black frame with rounded
+#: corners); details' painting backgrounds (Van Gogh etc.), its photo backgrounds under 400 px
+#: (Chenonceau, FanoeWindmill, Louvre, Nagoya, NDP, OperaSidney, TourEiffel, TowerBridgeLondon) and
+#: its cut-out detail pieces; babyshapes (paintings, RGBA cut-outs), lang's word images (drawings),
+#: solar_system/gravity (rendered planets), paintings (paintings), photo_hunter (openclipart
+#: drawings), hangman's fog.png (texture) and every image under 400 px on its short side.
+GCOMPRIS_BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
     "gcompris-qt-data": tuple(
         f"{_GC_RCC}{activity}.rcc!gcompris/src/activities/{activity}/resource/{folder}{name}.webp"
         for activity, (folder, names) in {
@@ -208,7 +224,7 @@ MORE_BACKGROUND_FILES: dict[str, tuple[str, ...]] = {
         for name in names.split()
     ),
 }
-MORE_PACKAGES = tuple(MORE_BACKGROUND_FILES)
+GCOMPRIS_PACKAGES = tuple(GCOMPRIS_BACKGROUND_FILES)
 #: Installed path prefix -> source-tree prefix of the opt-in packages: DEP-5 ``Files:`` globs name
 #: source paths, so they are matched against ``source prefix + installed path minus its prefix``.
 MORE_SOURCE_PREFIX: dict[str, tuple[str, str]] = {
@@ -878,11 +894,34 @@ def _rules_digest() -> str:
 
 
 def _more_rules_digest() -> str:
-    """The opt-in photo rules; recorded as ``params["more_photos"]``."""
+    """The ``more_photos`` rules; recorded as ``params["more_photos"]`` (``28eb21f8e5ea544e`` for
+    stage 5's 45 photos: the digest of these very rules before gcompris-qt-data's had a table)."""
     rules = [MORE_BACKGROUND_FILES, MORE_SOURCE_PREFIX, MORE_LICENCE_OVERRIDES, MORE_UPSTREAM_LICENCE, "edj:largest"]
     if any("!" in rel for rels in MORE_BACKGROUND_FILES.values() for rel in rels):
         rules += [RCC_CREDIT_ALIASES, "rcc:credits-readme"]
     return _sha256_bytes(json.dumps(rules, sort_keys=True).encode())[:16]
+
+
+def _gcompris_rules_digest() -> str:
+    """The ``gcompris_photos`` rules; recorded as ``params["gcompris_photos"]``."""
+    rules = [GCOMPRIS_BACKGROUND_FILES, RCC_CREDIT_ALIASES, "rcc:credits-readme", "licences:PD,CC0,CC-BY,CC-BY-SA"]
+    return _sha256_bytes(json.dumps(rules, sort_keys=True).encode())[:16]
+
+
+def _opt_in_sets() -> dict[str, dict[str, tuple[str, ...]]]:
+    """The opt-in photo sets: option (also the per-entry flag and manifest section) -> photo table."""
+    return {"more_photos": MORE_BACKGROUND_FILES, "gcompris_photos": GCOMPRIS_BACKGROUND_FILES}
+
+
+#: Per opt-in set: the name of its table (for error messages) and the note of its manifest section.
+_OPT_IN_LISTING = {"more_photos": "MORE_BACKGROUND_FILES", "gcompris_photos": "GCOMPRIS_BACKGROUND_FILES"}
+_OPT_IN_NOTE = {
+    "more_photos": "opt-in photos from further packages, all in the train split; the validation split "
+    "is the one of the default data set",
+    "gcompris_photos": "opt-in gcompris-qt-data photos (members of its Qt resource archives, licence and "
+    "author from the activities' credits READMEs), all in the train split; the validation split is the "
+    "one of the default data set",
+}
 
 
 def _manifest_matches(path: Path, params: dict) -> bool:
@@ -902,6 +941,7 @@ def fetch_debian_dataset(
     record_checksums: bool = False,
     force: bool = False,
     more_photos: bool = False,
+    gcompris_photos: bool = False,
 ) -> Path:
     """Download, verify and prepare the offline photo data set; returns the manifest path.
 
@@ -914,8 +954,10 @@ def fetch_debian_dataset(
         record_checksums: download the current archive versions and (re)write
             ``debian_sha256.json`` instead of verifying against it.
         force: rebuild even if a manifest with the same options exists.
-        more_photos: also fetch ``MORE_PACKAGES`` and add ``MORE_BACKGROUND_FILES`` to the
-            train split (validation and the default photos stay as they are).
+        more_photos: also fetch ``MORE_PACKAGES`` and add ``MORE_BACKGROUND_FILES`` (45 photos,
+            stage 5's set) to the train split (validation and the default photos stay as they are).
+        gcompris_photos: also fetch ``GCOMPRIS_PACKAGES`` and add ``GCOMPRIS_BACKGROUND_FILES``
+            (124 photos) to the train split; independent of ``more_photos`` (both: 169 photos).
 
     Returns:
         ``cache_dir / "manifest.json"``.
@@ -930,7 +972,8 @@ def fetch_debian_dataset(
         raise ValueError(f"max_side must be ≥ 64, got {max_side}")
     cache_dir = Path(cache_dir)
     manifest_path = cache_dir / "manifest.json"
-    packages = PACKAGES + (MORE_PACKAGES if more_photos else ())
+    packages = PACKAGES + (MORE_PACKAGES if more_photos else ()) + (GCOMPRIS_PACKAGES if gcompris_photos else ())
+    chosen = {"more_photos": more_photos, "gcompris_photos": gcompris_photos}
 
     params = {
         "seed": seed,
@@ -942,6 +985,9 @@ def fetch_debian_dataset(
     if more_photos:
         params["checksums_more"] = _pins_digest(MORE_PACKAGES)
         params["more_photos"] = _more_rules_digest()
+    if gcompris_photos:
+        params["checksums_gcompris"] = _pins_digest(GCOMPRIS_PACKAGES)
+        params["gcompris_photos"] = _gcompris_rules_digest()
     if not force and not record_checksums and _manifest_matches(manifest_path, params):
         log.info("%s is up to date", manifest_path)
         return manifest_path
@@ -952,21 +998,24 @@ def fetch_debian_dataset(
     params["checksums"] = _pins_digest(PACKAGES)
     if more_photos:
         params["checksums_more"] = _pins_digest(MORE_PACKAGES)
+    if gcompris_photos:
+        params["checksums_gcompris"] = _pins_digest(GCOMPRIS_PACKAGES)
 
     for sub in ("backgrounds", "objects", "licences"):
         shutil.rmtree(cache_dir / sub, ignore_errors=True)
     packages, backgrounds, objects, skipped = _extract_packages(fetched, cache_dir, max_side=max_side)
     # The opt-in photos take no part in the split: the default ones split exactly as without them.
+    opt_in = {pkg for table in _opt_in_sets().values() for pkg in table}
     _assign_splits(
-        [b for b in backgrounds if b["package"] not in MORE_BACKGROUND_FILES],
+        [b for b in backgrounds if b["package"] not in opt_in],
         objects,
         seed=seed,
         val_fraction=val_fraction,
     )
-    more = [b for b in backgrounds if b["package"] in MORE_BACKGROUND_FILES]
-    for b in more:
-        b["split"] = "train"
-        b["held_out"] = False
+    for b in backgrounds:
+        if b["package"] in opt_in:
+            b["split"] = "train"
+            b["held_out"] = False
 
     def ids(items: list[dict], split: str) -> list[str]:
         return [x["id"] for x in items if x["split"] == split]
@@ -1003,14 +1052,15 @@ def fetch_debian_dataset(
             "held_out": len(HELD_OUT),
         },
     }
-    if more_photos:
-        manifest["more_photos"] = {
-            "note": "opt-in photos from further packages, all in the train split; the validation split "
-            "is the one of the default data set",
-            "packages": list(MORE_PACKAGES),
-            "backgrounds": len(more),
-            "by_package": {pkg: sum(b["package"] == pkg for b in more) for pkg in MORE_PACKAGES},
-        }
+    for flag, table in _opt_in_sets().items():
+        if chosen[flag]:
+            added = [b for b in backgrounds if b["package"] in table]
+            manifest[flag] = {
+                "note": _OPT_IN_NOTE[flag],
+                "packages": list(table),
+                "backgrounds": len(added),
+                "by_package": {pkg: sum(b["package"] == pkg for b in added) for pkg in table},
+            }
     tmp_manifest = manifest_path.with_suffix(".json.tmp")
     tmp_manifest.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     tmp_manifest.replace(manifest_path)
@@ -1049,10 +1099,13 @@ def _extract_packages(
                 "copyright_copy": str(lic_copy.relative_to(cache_dir)),
             }
             common = {"package": pkg, "copyright_file": copyright_rel}
+            flag = next((f for f, table in _opt_in_sets().items() if pkg in table), None)
             if pkg in BACKGROUND_FILES:
                 backgrounds += _prepare_backgrounds(pkg, root, cache_dir, stanzas, common, max_side=max_side)
-            elif pkg in MORE_BACKGROUND_FILES:
-                backgrounds += _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, max_side=max_side)
+            elif flag is not None:
+                backgrounds += _prepare_more_backgrounds(
+                    pkg, root, cache_dir, stanzas, common, max_side=max_side, flag=flag
+                )
             else:
                 kept, skip = _prepare_objects(root, cache_dir, stanzas, common)
                 objects += kept
@@ -1207,12 +1260,14 @@ def _more_stem(rel: str) -> str:
     return "-".join(parts)
 
 
-def _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side) -> list[dict]:
-    """The opt-in photos of one package (split and held_out are set by the caller)."""
+def _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side, flag="more_photos") -> list[dict]:
+    """The opt-in photos of one package of the set ``flag`` (``more_photos`` or ``gcompris_photos``;
+    each entry gets ``flag: true``). Split and held_out are set by the caller."""
     out = []
-    for rel in MORE_BACKGROUND_FILES[pkg]:
+    listing = _OPT_IN_LISTING[flag]
+    for rel in _opt_in_sets()[flag][pkg]:
         entry = _background_entry(
-            pkg, rel, _more_stem(rel), root, cache_dir, common, listing="MORE_BACKGROUND_FILES", max_side=max_side,
+            pkg, rel, _more_stem(rel), root, cache_dir, common, listing=listing, max_side=max_side,
             embedded=rel.endswith(".edj"),
         )  # fmt: skip
         entry |= _more_licence(pkg, stanzas, rel, root)
@@ -1220,7 +1275,7 @@ def _prepare_more_backgrounds(pkg, root, cache_dir, stanzas, common, *, max_side
         if upstream is not None:
             entry["upstream_licence"] = upstream[1]
             entry["upstream_licence_file"] = upstream[0]
-        entry["more_photos"] = True
+        entry[flag] = True
         out.append(entry)
     return out
 
@@ -1298,8 +1353,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--more-photos",
         action="store_true",
-        help="also fetch the opt-in photo packages (MORE_BACKGROUND_FILES), all in the train split; "
-        "use another --cache than the default set's",
+        help="also fetch the opt-in photo packages (MORE_BACKGROUND_FILES: 45 photos of six packages, "
+        "stage 5's set), all in the train split; use another --cache than the default set's",
+    )
+    p.add_argument(
+        "--gcompris-photos",
+        action="store_true",
+        help="also fetch gcompris-qt-data (GCOMPRIS_BACKGROUND_FILES: 124 photos), all in the train split; "
+        "independent of --more-photos (both: 169 photos); use another --cache than the other sets'",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -1312,6 +1373,7 @@ def main(argv: list[str] | None = None) -> int:
             record_checksums=args.record_checksums,
             force=args.force,
             more_photos=args.more_photos,
+            gcompris_photos=args.gcompris_photos,
         )
     except DebianFetchError as e:
         print(f"error: {e}", file=sys.stderr)
