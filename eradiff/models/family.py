@@ -540,8 +540,6 @@ def grown_state(unet: torch.nn.Module, state: dict[str, Tensor]) -> dict[str, Te
 
     reference = unet.state_dict()
     missing = set(reference) - set(state)
-    if not missing:
-        return dict(state)
     out = dict(state)
     for name, module in unet.named_modules():
         if not isinstance(module, Attention):
