@@ -43,7 +43,7 @@ work).
 | objective.timesteps          | uniform       | τ draw: uniform (Alg. 1) or lognormal (EDM ln σ ~ N)        |
 | objective.p_mean, p_std      | −1.2, 1.2     | lognormal: the normal distribution of ln σ                  |
 | objective.uniform_share      | 0.5           | lognormal: share of uniform draws mixed in                  |
-| objective.perceptual         | none          | none, alex or vgg: + LPIPS of x̂_0 on the mask box           |
+| objective.perceptual         | none          | none, alex, vgg or alex+vgg: + LPIPS of x̂_0 on the mask box |
 | objective.perceptual_weight  | 1.0           | weight of that LPIPS term in the per-sample loss            |
 | objective.perceptual_size    | 96            | side the mask-box crops are resized to for it (pixels)      |
 | objective.texture            | none          | none or gram: + VGG Gram-matrix (style) loss on the mask box |
@@ -246,7 +246,7 @@ class ObjectiveConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     uniform_share: float = 0.5
-    perceptual: Literal["none", "alex", "vgg"] = "none"
+    perceptual: Literal["none", "alex", "vgg", "alex+vgg"] = "none"
     perceptual_weight: float = 1.0
     perceptual_size: int = 96
     texture: Literal["none", "gram"] = "none"

@@ -11,6 +11,8 @@ receive gradient; x̂_0 is clamped to [−1, 1] first (the range the images are 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float
@@ -50,21 +52,23 @@ class PerceptualTerm(torch.nn.Module):
     """``term(x0_hat, x_ori, M) -> (b,)``: LPIPS between the composited x̂_0 and x_ori on the mask box.
 
     Args:
-        net: LPIPS trunk, ``"alex"`` or ``"vgg"`` (frozen; gradients reach only x̂_0).
+        net: LPIPS trunk, ``"alex"`` or ``"vgg"``, or ``"alex+vgg"`` for the sum of both (frozen;
+            gradients reach only x̂_0).
         size: side the box crops are resized to (≥ 32 for AlexNet).
     """
 
-    def __init__(self, net: LpipsNet, *, size: int) -> None:
+    def __init__(self, net: LpipsNet | Literal["alex+vgg"], *, size: int) -> None:
         super().__init__()
         self.size = size
-        self.lpips = LPIPS(net, input_range="[-1,1]")
+        nets: list[LpipsNet] = ["alex", "vgg"] if net == "alex+vgg" else [net]
+        self.lpips = torch.nn.ModuleList(LPIPS(n, input_range="[-1,1]") for n in nets)
         self.lpips.requires_grad_(False)
 
     def forward(
         self, x0_hat: Float[Tensor, "b 3 h w"], x_ori: Float[Tensor, "b 3 h w"], M: Bool[Tensor, "b h w"]
     ) -> Float[Tensor, " b"]:
-        x = composite(x0_hat, x_ori, M)
-        return self.lpips(box_crops(x, M, size=self.size), box_crops(x_ori, M, size=self.size))
+        x, y = box_crops(composite(x0_hat, x_ori, M), M, size=self.size), box_crops(x_ori, M, size=self.size)
+        return sum((lpips(x, y) for lpips in self.lpips), torch.zeros(x.shape[0], device=x.device))
 
 
 def gram(f: Float[Tensor, "b c h w"]) -> Float[Tensor, "b c c"]:

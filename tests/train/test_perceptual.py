@@ -49,6 +49,15 @@ def test_zero_at_the_truth_and_blind_outside_the_hole(term):
     assert (term(inside, x_ori, M) > 0.005).all()  # both terms give 0.009–0.04 here; 0 at the truth
 
 
+def test_alex_plus_vgg_is_the_sum_of_the_two_lpips_terms():
+    x_ori, M = _pair()
+    x0_hat = torch.rand(x_ori.shape, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    both = PerceptualTerm("alex+vgg", size=32)(x0_hat, x_ori, M)
+    alex, vgg = PerceptualTerm("alex", size=32)(x0_hat, x_ori, M), PerceptualTerm("vgg", size=32)(x0_hat, x_ori, M)
+    assert (alex > 0.005).all() and (vgg > 0.005).all()
+    torch.testing.assert_close(both, alex + vgg)
+
+
 def test_gradient_reaches_only_the_hole(term):
     x_ori, M = _pair()
     x0_hat = (torch.rand(x_ori.shape, generator=torch.Generator().manual_seed(2)) * 1.6 - 0.8).requires_grad_(True)
