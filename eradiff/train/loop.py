@@ -424,6 +424,13 @@ def train(
     result = run.result
     result.step, result.nonfinite_steps = run.n.step, run.n.nonfinite_total
     result.data_rejected = {str(k): int(v) for k, v in dict(getattr(dataset, "rejected", {})).items()}
+    # The DDP wrapper goes before the process group, as torch's own examples order it: freed after
+    # it (when train() returns), its Reducer's destructor held the last reference to the gloo group
+    # and joined gloo's worker threads while holding the GIL, which a worker needed: a hang at exit
+    # seen once in the two-process test (py-spy). Dropping every reference first (ours and
+    # accelerate's) lets destroy_process_group() free the group on its usual path.
+    del run
+    accelerator.free_memory()
     accelerator.end_training()
     return result
 
