@@ -5,19 +5,36 @@ native size (256 px): a large box is shrunk, filled, and scaled back up, losing 
 probe runs the same weights with native sizes (= crop triggers) N ∈ SIZES and reports the box
 metrics of ``eradiff eval`` (no FID) and the time per image, as one table + JSON.
 
-    python benchmarks/probe_window_size.py MODEL.safetensors TRIPLES_DIR [SIZES] [OUT.json]
+    python benchmarks/probe_window_size.py MODEL.safetensors TRIPLES_DIR [SIZES] [OUT.json] [--shrink-only]
+
+``--shrink-only`` probes another window policy: a window is only ever shrunk to the native size,
+never enlarged (a box smaller than N is erased at the photo's own scale). The pipeline enlarges;
+this swaps its ``window_geometry`` for the run, so it measures the policy without shipping it.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from eradiff.eval.methods import ModelMethod
 from eradiff.eval.run import Metrics, evaluate
 from eradiff.eval.triples import load_triples
 from eradiff.models.loading import load_model
 from eradiff.options import EraseOptions
+
+
+def shrink_only() -> None:
+    """Make the erase pipeline keep windows smaller than the native size at their own scale."""
+    erase_module = sys.modules["eradiff.pipeline.erase"]  # the module: eradiff.pipeline.erase is also a function
+    resize_to = erase_module.window_geometry
+
+    def geometry(box: Any, *, native_size: int, size_multiple: int) -> Any:
+        side = max(box[2] - box[0], box[3] - box[1])
+        return resize_to(box, native_size=min(native_size, side), size_multiple=size_multiple)
+
+    erase_module.window_geometry = geometry
 
 
 def main(path: str, triples_dir: str, sizes: str = "256,384,512", out: str | None = None) -> None:
@@ -40,4 +57,7 @@ def main(path: str, triples_dir: str, sizes: str = "256,384,512", out: str | Non
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    args = [a for a in sys.argv[1:] if a != "--shrink-only"]
+    if len(args) < len(sys.argv) - 1:
+        shrink_only()
+    main(*args[:4])
