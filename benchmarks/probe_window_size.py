@@ -25,6 +25,9 @@ from eradiff.models.loading import load_model
 from eradiff.options import EraseOptions
 
 
+POLICY = ["resize to the native size"]
+
+
 def shrink_only() -> None:
     """Make the erase pipeline keep windows smaller than the native size at their own scale."""
     erase_module = sys.modules["eradiff.pipeline.erase"]  # the module: eradiff.pipeline.erase is also a function
@@ -35,6 +38,7 @@ def shrink_only() -> None:
         return resize_to(box, native_size=min(native_size, side), size_multiple=size_multiple)
 
     erase_module.window_geometry = geometry
+    POLICY[0] = "shrink-only"
 
 
 def main(path: str, triples_dir: str, sizes: str = "256,384,512", out: str | None = None) -> None:
@@ -53,7 +57,7 @@ def main(path: str, triples_dir: str, sizes: str = "256,384,512", out: str | Non
         print(f"| {r.name} | " + " | ".join(f"{r.summary[k]:.4f}" for k in keys) + " |")
     if out:
         with open(out, "w") as f:
-            json.dump({"model": path, "triples": triples_dir, "count": len(triples), "rows": rows}, f, indent=1)
+            json.dump({"policy": POLICY[0], "model": path, "triples": triples_dir, "count": len(triples), "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
