@@ -24,7 +24,6 @@ from eradiff.eval.triples import load_triples
 from eradiff.models.loading import load_model
 from eradiff.options import EraseOptions
 
-
 POLICY = ["resize to the native size"]
 
 
@@ -57,7 +56,8 @@ def main(path: str, triples_dir: str, sizes: str = "256,384,512", out: str | Non
         print(f"| {r.name} | " + " | ".join(f"{r.summary[k]:.4f}" for k in keys) + " |")
     if out:
         with open(out, "w") as f:
-            json.dump({"policy": POLICY[0], "model": path, "triples": triples_dir, "count": len(triples), "rows": rows}, f, indent=1)
+            meta = {"policy": POLICY[0], "model": path, "triples": triples_dir, "count": len(triples)}
+            json.dump({**meta, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
