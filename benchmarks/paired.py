@@ -21,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from eradiff.eval.report import TABLE_COLUMNS
+
 KEYS = ("lpips_alex_box", "lpips_vgg_box", "dists_box", "psnr_box", "ssim_box")
+LOWER_IS_BETTER = {key for key, header, _ in TABLE_COLUMNS if header.endswith("↓")}
 
 
 def _rows(spec: str) -> tuple[str, list[dict[str, float]], dict]:
@@ -54,7 +57,7 @@ def paired(
         boot = d[idx].mean(1)
         out[key] = {
             "mean": float(d.mean()), "lo": float(np.quantile(boot, 0.025)), "hi": float(np.quantile(boot, 0.975)),
-            "a_better_share": float((d < 0).mean() if key.startswith(("lpips", "dists")) else (d > 0).mean()),
+            "a_better_share": float((d < 0).mean() if key in LOWER_IS_BETTER else (d > 0).mean()),
         }  # fmt: skip
     if "leaked" in a[0] and "leaked" in b[0]:
         la, lb = np.array([r["leaked"] for r in a]), np.array([r["leaked"] for r in b])

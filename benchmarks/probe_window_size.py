@@ -24,8 +24,6 @@ from eradiff.eval.triples import load_triples
 from eradiff.models.loading import load_model
 from eradiff.options import EraseOptions
 
-POLICY = ["resize to the native size"]
-
 
 def shrink_only() -> None:
     """Make the erase pipeline keep windows smaller than the native size at their own scale."""
@@ -37,10 +35,13 @@ def shrink_only() -> None:
         return resize_to(box, native_size=min(native_size, side), size_multiple=size_multiple)
 
     erase_module.window_geometry = geometry
-    POLICY[0] = "shrink-only"
 
 
-def main(path: str, triples_dir: str, sizes: str = "256,384,512", out: str | None = None) -> None:
+def main(
+    path: str, triples_dir: str, sizes: str = "256,384,512", out: str | None = None, *, shrink: bool = False
+) -> None:
+    if shrink:
+        shrink_only()
     triples = load_triples(triples_dir)
     methods = []
     for n in (int(s) for s in sizes.split(",")):
@@ -56,12 +57,11 @@ def main(path: str, triples_dir: str, sizes: str = "256,384,512", out: str | Non
         print(f"| {r.name} | " + " | ".join(f"{r.summary[k]:.4f}" for k in keys) + " |")
     if out:
         with open(out, "w") as f:
-            meta = {"policy": POLICY[0], "model": path, "triples": triples_dir, "count": len(triples)}
+            policy = "shrink-only" if shrink else "resize to the native size"
+            meta = {"policy": policy, "model": path, "triples": triples_dir, "count": len(triples)}
             json.dump({**meta, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--shrink-only"]
-    if len(args) < len(sys.argv) - 1:
-        shrink_only()
-    main(*args[:4])
+    main(*args[:4], shrink=len(args) < len(sys.argv) - 1)
